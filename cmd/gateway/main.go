@@ -1,0 +1,60 @@
+// Command gateway runs the integration gateway (serve) and the tools integration engineers use
+// on mapping files (check, map).
+//
+//	gateway serve --config examples/gateway.yaml [--addr HOST:PORT] [--data DIR]
+//	gateway check --config FILE
+//	gateway map   --config FILE --format NAME [FILE|-]
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errReported) {
+			fmt.Fprintln(os.Stderr, "gateway:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// errReported means the command already printed its problems; only the exit code is left.
+var errReported = errors.New("problems reported")
+
+const usage = `usage:
+  gateway serve --config FILE [--addr HOST:PORT] [--data DIR]   run the gateway
+  gateway check --config FILE                                   check config and mappings, run mapping tests
+  gateway map --config FILE --format NAME [FILE|-]              dry-run a record or envelope through a mapping
+`
+
+// run is the whole program; tests call it directly. It returns when the command is done or,
+// for serve, when ctx is cancelled and shutdown has finished.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stderr)
+	case "check":
+		return check(args[1:], getenv, stdout, stderr)
+	case "map":
+		return mapCmd(args[1:], getenv, stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+
+	"github.com/opengw/gateway/internal/config"
+	"github.com/opengw/gateway/internal/sqlitedb"
+	"github.com/opengw/gateway/internal/sqlitequeue"
+	"github.com/opengw/gateway/mappings"
+	"github.com/opengw/gateway/pipeline"
+	"github.com/opengw/gateway/sinks"
+	"github.com/opengw/gateway/tracker"
+	"github.com/opengw/gateway/transports"
+)
+
+// shutdownTimeout bounds a graceful stop: HTTP drain, running handlers, stores.
+const shutdownTimeout = 30 * time.Second
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "examples/gateway.yaml", "configuration file")
+	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
+	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	cfg, set, err := loadAll(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	if *addr != "" {
+		cfg.Server.Addr = *addr
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	db, err := sqlitedb.Open(filepath.Join(cfg.DataDir, "gateway.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	queue, err := sqlitequeue.New(sqlitequeue.Config{
+		DB:                   db,
+		Logger:               watermill.NewSlogLogger(log),
+		Topics:               pipeline.QueueTopics(cfg.SinkNames()),
+		Backoff:              backoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
+		ReleaseLeasesOnStart: true, // safe: the data folder lock makes this the only process
+	})
+	if err != nil {
+		return fmt.Errorf("open queue: %w", err)
+	}
+	defer queue.Close()
+	trk, err := tracker.NewSQLite(db)
+	if err != nil {
+		return fmt.Errorf("open tracker: %w", err)
+	}
+	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("open sinks: %w", err)
+	}
+	defer sinkSet.Close()
+
+	var current atomic.Pointer[mappings.Set]
+	current.Store(set)
+	pl, err := pipeline.New(pipeline.Config{
+		DB: db, Queue: queue, Tracker: trk, Mappings: current.Load, Sinks: sinkSet,
+		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
+		Log: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := &transports.Server{
+		Auth:     transports.NewAuthenticator(clientsOf(cfg)),
+		Intake:   pl,
+		Mappings: current.Load,
+		Tracking: &transports.TrackingAPI{Store: trk, Log: log},
+		Log:      log,
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	pipelineDone := make(chan error, 1)
+	go func() { pipelineDone <- pl.Run(runCtx) }()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Serve(ln) }()
+	log.Info("gateway listening", "addr", "http://"+ln.Addr().String(), "data", cfg.DataDir,
+		"formats", set.Formats(), "sinks", cfg.SinkNames())
+
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		return fmt.Errorf("serve http: %w", err)
+	case err := <-pipelineDone:
+		httpSrv.Close()
+		return fmt.Errorf("pipeline stopped: %w", err)
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancelShutdown()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := pl.Close(); err != nil {
+		log.Warn("pipeline shutdown", "err", err)
+	}
+	cancel()
+	<-pipelineDone
+	return nil
+}
+
+// loadAll loads the configuration and every mapping, and checks that they agree.
+func loadAll(path string, getenv func(string) string) (*config.Config, *mappings.Set, error) {
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := mappings.Load(cfg.MappingsDir(), cfg.SinkNames())
+	if err != nil {
+		return nil, nil, err
+	}
+	var missing []error
+	for _, c := range cfg.Clients {
+		for _, f := range c.Formats {
+			if _, ok := set.Get(f); !ok {
+				missing = append(missing, fmt.Errorf("%s: client %q is assigned format %q, which no mapping in %s defines", path, c.ID, f, cfg.MappingsDir()))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return nil, nil, errors.Join(missing...)
+	}
+	return cfg, set, nil
+}
+
+func clientsOf(cfg *config.Config) []transports.Client {
+	out := make([]transports.Client, len(cfg.Clients))
+	for i, c := range cfg.Clients {
+		out[i] = transports.Client{
+			ID: c.ID, Name: c.Name, Secret: c.Secret, SecretBcrypt: c.SecretBcrypt, Tokens: c.Tokens,
+			Scopes: c.Scopes, Formats: c.Formats, Tenants: c.Tenants, Hubs: c.Hubs,
+		}
+	}
+	return out
+}
+
+// backoff doubles the retry delay per attempt, from first up to max.
+func backoff(first, max time.Duration) func(attempt int) time.Duration {
+	return func(attempt int) time.Duration {
+		d := first
+		for i := 1; i < attempt && d < max; i++ {
+			d *= 2
+		}
+		return min(d, max)
+	}
+}
+
+// lockDataDir takes an exclusive lock on the data folder, so two gateways never share one
+// (the queue relies on being the only process: it releases all leases at start).
+func lockDataDir(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, "gateway.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data folder: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data folder %s is in use by another gateway (%w)", dir, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,44 @@
+// Package mappings loads the per-format mapping files of the gateway and applies them to
+// records.
+//
+// A mapping file is YAML, one file per format:
+//
+//	format: activity
+//	id: id                # gjson path of the record id (externalReference, upsert key)
+//	type: type            # gjson path of the message type shown in tracking (default: the format)
+//	required: [id, type]  # gjson paths that must be present and not null
+//	validate:             # every rule is evaluated; each failing rule reports its message
+//	  - rule: type in ["call", "quote"]
+//	    message: type must be call or quote
+//	routes:               # the first route whose `when` holds is taken; no `when` = always
+//	  - name: calls
+//	    when: type == "call"
+//	    sink: activities
+//	    fields:           # ordered; each value is an expression
+//	      activity_id: id
+//	      occurred_at: utc(timestamp)
+//	tests:                # run by RunTests, `gateway check` and `go test`
+//	  - name: a call is mapped
+//	    input: {"id": "a1", "type": "call", "timestamp": "2020-05-18T21:15:00-05:00"}
+//	    expect: {activities: {activity_id: a1, occurred_at: "2020-05-19T02:15:00Z"}}
+//	  - name: unknown type is invalid
+//	    input: {"id": "a2", "type": "visit"}
+//	    invalid: type must be call or quote
+//
+// Rules, conditions and field values are expr-lang expressions
+// (https://expr-lang.org/docs/language-definition), compiled once at load time. An
+// identifier in an expression is a field of the record: `type`, `payment.status` and
+// `items[0].name` are read from the raw JSON with gjson, so a record is never decoded as a
+// whole. A key that is not an identifier is read with field("gjson path"). JSON values become
+// string, float64, bool, nil (absent or null), map[string]any and []any. Because a YAML scalar
+// is the expression's source, a string constant needs expr quotes inside YAML quotes:
+// `source: '"web"'`.
+//
+// A record is applied in four steps, and the first step that fails makes the record invalid:
+// required paths, validate rules (all of them are evaluated), routes (the first match is
+// taken), fields (all of them are evaluated). Every problem is reported as a message that
+// names the rule or field and the offending value.
+//
+// Loading reports every problem of every file at once as Problems, each with its
+// file:line:col, so a mapping author can fix a file in one pass.
+package mappings

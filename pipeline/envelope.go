@@ -1,0 +1,141 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/tidwall/gjson"
+)
+
+// MaxRecords is the most records one envelope may carry.
+const MaxRecords = 10000
+
+// Envelope is a validated push body: {format, request_id?, payload: [object, ...]}.
+// Records are slices of the original body, not copies.
+type Envelope struct {
+	Format         string
+	BatchReference string // the partner's request_id
+	Records        [][]byte
+}
+
+// EnvelopeError says what is wrong with an envelope; its message names the field and value.
+type EnvelopeError struct{ Message string }
+
+func (e *EnvelopeError) Error() string { return e.Message }
+
+func envelopeErrorf(format string, args ...any) error {
+	return &EnvelopeError{Message: fmt.Sprintf(format, args...)}
+}
+
+// ParseEnvelope validates body with gjson (no decoding into maps) and returns its parts.
+// Every error is an *EnvelopeError.
+func ParseEnvelope(body []byte) (Envelope, error) {
+	if !gjson.ValidBytes(body) {
+		return Envelope{}, envelopeErrorf("the body is not valid JSON")
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return Envelope{}, envelopeErrorf("the body must be a JSON object with format and payload, not %s", kindOf(root))
+	}
+	var env Envelope
+	format := root.Get("format")
+	switch {
+	case !format.Exists():
+		return Envelope{}, envelopeErrorf("format is required")
+	case format.Type != gjson.String:
+		return Envelope{}, envelopeErrorf("format must be a string, not %s", kindOf(format))
+	case format.Str == "":
+		return Envelope{}, envelopeErrorf("format must not be empty")
+	}
+	env.Format = format.Str
+	if ref := root.Get("request_id"); ref.Exists() && ref.Type != gjson.Null {
+		if ref.Type != gjson.String {
+			return Envelope{}, envelopeErrorf("request_id must be a string, not %s", kindOf(ref))
+		}
+		env.BatchReference = ref.Str
+	}
+	payload := root.Get("payload")
+	if !payload.Exists() {
+		return Envelope{}, envelopeErrorf("payload is required")
+	}
+	if !payload.IsArray() {
+		return Envelope{}, envelopeErrorf("payload must be an array of objects, not %s", kindOf(payload))
+	}
+	var bad error
+	payload.ForEach(func(_, rec gjson.Result) bool {
+		if len(env.Records) == MaxRecords {
+			bad = envelopeErrorf("payload has more than %d records", MaxRecords)
+			return false
+		}
+		if !rec.IsObject() {
+			bad = envelopeErrorf("payload[%d] must be an object, not %s", len(env.Records), kindOf(rec))
+			return false
+		}
+		env.Records = append(env.Records, recordBytes(body, rec))
+		return true
+	})
+	if bad != nil {
+		return Envelope{}, bad
+	}
+	return env, nil
+}
+
+// recordBytes returns rec's raw JSON as a slice of body when gjson can say where it is.
+func recordBytes(body []byte, rec gjson.Result) []byte {
+	if rec.Index > 0 && rec.Index+len(rec.Raw) <= len(body) {
+		return body[rec.Index : rec.Index+len(rec.Raw) : rec.Index+len(rec.Raw)]
+	}
+	return []byte(rec.Raw)
+}
+
+func kindOf(r gjson.Result) string {
+	switch {
+	case r.IsObject():
+		return "an object"
+	case r.IsArray():
+		return "an array"
+	}
+	switch r.Type {
+	case gjson.String:
+		return fmt.Sprintf("the string %q", truncate(r.Str, 40))
+	case gjson.Number:
+		return "the number " + r.Raw
+	case gjson.True, gjson.False:
+		return "the boolean " + r.Raw
+	default:
+		return "null"
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// joinRecords encodes records as one JSON array without re-encoding them.
+func joinRecords(records [][]byte) []byte {
+	size := 2
+	for _, r := range records {
+		size += len(r) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '[')
+	for i, r := range records {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, r...)
+	}
+	return append(out, ']')
+}
+
+// splitRecords is the inverse of joinRecords for a trusted array (one the gateway wrote).
+func splitRecords(array []byte) [][]byte {
+	var out [][]byte
+	gjson.ParseBytes(array).ForEach(func(_, rec gjson.Result) bool {
+		out = append(out, recordBytes(array, rec))
+		return true
+	})
+	return out
+}

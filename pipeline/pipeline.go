@@ -1,0 +1,164 @@
+// Package pipeline turns accepted envelopes into delivered records. It owns the intake
+// transaction (envelope + tracker request, committed together before a partner hears 202) and
+// the Watermill router whose handlers split envelopes into fragments, validate and map each
+// record with its format's mapping, deliver mapped records to sinks, and record every status
+// change in the tracker.
+//
+// Topics (all on the durable queue):
+//
+//	envelopes       big envelopes, split into fragments of FragmentSize records
+//	fragments       record arrays to validate and map (small envelopes start here)
+//	deliver.<sink>  mapped records for one sink; one topic per sink, so a sink that is down
+//	                only delays its own records
+//
+// Every handler is idempotent: a message redelivered after a crash re-does work that the
+// tracker's compare-and-set transitions and the sinks' upserts absorb.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/opengw/gateway/internal/sqlitedb"
+	"github.com/opengw/gateway/internal/sqlitequeue"
+	"github.com/opengw/gateway/mappings"
+	"github.com/opengw/gateway/sinks"
+	"github.com/opengw/gateway/tracker"
+)
+
+const (
+	topicEnvelopes     = "envelopes"
+	topicFragments     = "fragments"
+	topicDeliverPrefix = "deliver."
+
+	mdRequest = "request_id"
+	mdFormat  = "format"
+	mdOffset  = "offset"
+	mdStage   = "stage"
+
+	// stageUnsplit: a whole envelope whose messages are not yet in the tracker.
+	stageUnsplit = "unsplit"
+	// stageNew: a fragment whose messages are not yet in the tracker (a small envelope).
+	stageNew = "new"
+	// stageSplit: a fragment cut from an envelope whose messages the split stage recorded.
+	stageSplit = "split"
+)
+
+// Config wires a Pipeline. All fields but Now and Log are required.
+type Config struct {
+	DB       *sqlitedb.DB // the queue's database: intake tables live beside the queue
+	Queue    *sqlitequeue.Queue
+	Tracker  *tracker.SQLite
+	Mappings func() *mappings.Set // the current mapping set; may change between calls (hot reload)
+	Sinks    *sinks.Registry
+
+	FragmentSize     int           // records per fragment
+	DeliveryAttempts int           // delivery attempts before a record ends Failed
+	DeliveryTimeout  time.Duration // one sink write; default 60s
+
+	Log *slog.Logger
+	Now func() time.Time
+}
+
+// Pipeline is the record-processing engine. Create it with New, start it with Run.
+type Pipeline struct {
+	cfg    Config
+	router *message.Router
+	log    *slog.Logger
+}
+
+// New checks cfg, creates the intake tables and registers the router's handlers.
+// Wiring mistakes are reported here, not at the first message.
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.DB == nil || cfg.Queue == nil || cfg.Tracker == nil || cfg.Mappings == nil || cfg.Sinks == nil {
+		return nil, errors.New("pipeline: DB, Queue, Tracker, Mappings and Sinks are required")
+	}
+	if cfg.FragmentSize <= 0 {
+		cfg.FragmentSize = 1000
+	}
+	if cfg.DeliveryAttempts <= 0 {
+		cfg.DeliveryAttempts = 10
+	}
+	if cfg.DeliveryTimeout <= 0 {
+		cfg.DeliveryTimeout = time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if _, err := cfg.DB.Exec(context.Background(), intakeSchema); err != nil {
+		return nil, fmt.Errorf("create intake tables: %w", err)
+	}
+	logger := watermill.NewSlogLogger(cfg.Log)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("create router: %w", err)
+	}
+	// A panicking handler nacks its message instead of killing the gateway.
+	router.AddMiddleware(middleware.Recoverer)
+	p := &Pipeline{cfg: cfg, router: router, log: cfg.Log}
+
+	router.AddHandler("split", topicEnvelopes, cfg.Queue, topicFragments, cfg.Queue, p.split)
+	router.AddConsumerHandler("process", topicFragments, cfg.Queue, p.process)
+	for _, name := range cfg.Sinks.Names() {
+		sink, _ := cfg.Sinks.Get(name)
+		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, cfg.Queue, p.deliverTo(name, sink))
+	}
+	return p, nil
+}
+
+// QueueTopics names the topics the pipeline consumes, with the batch and in-flight limits that
+// suit their message sizes, for configuring the queue.
+func QueueTopics(sinkNames []string) map[string]sqlitequeue.TopicConfig {
+	topics := map[string]sqlitequeue.TopicConfig{
+		// Up to 10 MiB each: few at a time.
+		topicEnvelopes: {BatchSize: 1, MaxInFlight: 2},
+		topicFragments: {BatchSize: 64, MaxInFlight: 64},
+	}
+	for _, n := range sinkNames {
+		topics[topicDeliverPrefix+n] = sqlitequeue.TopicConfig{BatchSize: 64, MaxInFlight: 64}
+	}
+	return topics
+}
+
+// Run processes messages until ctx is cancelled or Close is called, then waits for running
+// handlers (unfinished messages return to the queue).
+func (p *Pipeline) Run(ctx context.Context) error {
+	go p.purgeLoop(ctx)
+	if err := p.router.Run(ctx); err != nil {
+		return fmt.Errorf("run router: %w", err)
+	}
+	return nil
+}
+
+// Running is closed once every handler is subscribed.
+func (p *Pipeline) Running() chan struct{} { return p.router.Running() }
+
+// Close stops the router, waiting for running handlers.
+func (p *Pipeline) Close() error { return p.router.Close() }
+
+func (p *Pipeline) now() time.Time { return p.cfg.Now() }
+
+func (p *Pipeline) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := p.purgeIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("purge idempotency keys", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,908 @@
+package tracker
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/opengw/gateway/internal/sqlitedb"
+)
+
+// schema is the SQLite projection. Times are Unix nanoseconds (UTC); statuses are their codes
+// (Status.code: 0 Queued, 1 Processing, 2 Complete, 3 Failed, 4 Invalid, 5 Cancelled).
+//
+// tracker_requests carries per-status counters of its message rows, kept by the same
+// statements that change the rows, so that summaries, "has a message in status S" filters and
+// processedDate sorting never have to read a request's messages (a request may hold 10,000).
+// The Queued counter is implied: n_rows minus the others.
+//
+// Indexes, and the searches they serve:
+//   - tracker_requests.id (UNIQUE): search by request id; every write looks its request up.
+//   - tracker_requests (client_id, received_at): the receivedDate range (always present unless
+//     the search is by id or reference) in receivedDate order, so a page can stop early.
+//   - tracker_requests (client_id, batch_reference): externalReference as a batch reference.
+//   - tracker_messages primary key (request_seq, idx): a request's messages in order; the
+//     range updates of Claim and Finish.
+//   - tracker_messages (request_seq, status, type): a request's messages in given statuses
+//     (and types) — the payload of a messageStatus search and the EXISTS probe of a
+//     messageType search — without reading a big request's other messages.
+//   - tracker_messages (external_reference), partial (records with an id): externalReference
+//     as a record id.
+//
+// No foreign key from messages to requests: each check would cost a lookup per inserted row,
+// and every write already resolves its request first.
+const schema = `
+CREATE TABLE IF NOT EXISTS tracker_requests (
+	seq               INTEGER PRIMARY KEY,
+	id                TEXT    NOT NULL UNIQUE,
+	client_id         TEXT    NOT NULL,
+	client_name       TEXT    NOT NULL,
+	batch_reference   TEXT,
+	format            TEXT    NOT NULL,
+	received_at       INTEGER NOT NULL,
+	total             INTEGER NOT NULL,
+	cancelled_at      INTEGER,
+	last_processed_at INTEGER,
+	n_rows            INTEGER NOT NULL DEFAULT 0,
+	n_processing      INTEGER NOT NULL DEFAULT 0,
+	n_complete        INTEGER NOT NULL DEFAULT 0,
+	n_failed          INTEGER NOT NULL DEFAULT 0,
+	n_invalid         INTEGER NOT NULL DEFAULT 0,
+	n_cancelled       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tracker_requests_client_received ON tracker_requests (client_id, received_at);
+CREATE INDEX IF NOT EXISTS tracker_requests_client_batch ON tracker_requests (client_id, batch_reference);
+CREATE TABLE IF NOT EXISTS tracker_messages (
+	request_seq        INTEGER NOT NULL,
+	idx                INTEGER NOT NULL,
+	external_reference TEXT,
+	type               TEXT COLLATE NOCASE,
+	status             INTEGER NOT NULL,
+	processed_at       INTEGER,
+	errors             TEXT,
+	mapping_version    TEXT,
+	PRIMARY KEY (request_seq, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tracker_messages_status ON tracker_messages (request_seq, status, type);
+CREATE INDEX IF NOT EXISTS tracker_messages_external_reference ON tracker_messages (external_reference)
+	WHERE external_reference IS NOT NULL;
+`
+
+// Status codes as stored.
+const (
+	codeQueued = iota
+	codeProcessing
+	codeComplete
+	codeFailed
+	codeInvalid
+	codeCancelled
+)
+
+// counterColumns are the tracker_requests counters indexed by status code (Queued is implied).
+var counterColumns = [...]string{"", "n_processing", "n_complete", "n_failed", "n_invalid", "n_cancelled"}
+
+// SQLite is the tracker projection on the gateway's SQLite database. Writes go through the
+// database's group-committing writer, searches through its reader pool (WAL snapshots), so
+// searches never block the projection. It is safe for concurrent use.
+type SQLite struct {
+	// Now is the clock for processed and cancelled times; nil means time.Now.
+	Now func() time.Time
+
+	db *sqlitedb.DB
+}
+
+// NewSQLite creates the tracker's tables and indexes in db if needed.
+func NewSQLite(db *sqlitedb.DB) (*SQLite, error) {
+	if _, err := db.Exec(context.Background(), schema); err != nil {
+		return nil, fmt.Errorf("tracker: create schema in %s: %w", db.Path(), err)
+	}
+	return &SQLite{db: db}, nil
+}
+
+func (s *SQLite) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// AcceptTx records request r inside tx, the caller's db.Write transaction that also enqueues
+// r's envelope, so that the request is tracked exactly when it is accepted. Recording the same
+// id again does nothing (the first record stands).
+func (s *SQLite) AcceptTx(tx *sql.Tx, r Request) error {
+	if r.ID == "" || r.ClientID == "" {
+		return fmt.Errorf("tracker: accept request: id and client id are required")
+	}
+	if r.Total < 0 {
+		return fmt.Errorf("tracker: accept request %s: negative total %d", r.ID, r.Total)
+	}
+	_, err := tx.Exec(`INSERT INTO tracker_requests
+		(id, client_id, client_name, batch_reference, format, received_at, total)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, r.ReceivedAt.UnixNano(), r.Total)
+	if err != nil {
+		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// requestRow is what the write methods need of a request.
+type requestRow struct {
+	seq       int64
+	total     int
+	rows      int
+	cancelled bool
+}
+
+func lookupRequest(tx *sql.Tx, id string) (requestRow, error) {
+	var r requestRow
+	err := tx.QueryRow(`SELECT seq, total, n_rows, cancelled_at IS NOT NULL FROM tracker_requests WHERE id = ?`, id).
+		Scan(&r.seq, &r.total, &r.rows, &r.cancelled)
+	if err == sql.ErrNoRows {
+		return r, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return r, fmt.Errorf("tracker: look up request %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// delta is a change to a request's counters, indexed by status code (Queued is implied by
+// n_rows). processed, if non-zero, is a processed time to fold into last_processed_at.
+type delta struct {
+	rows      int64
+	byStatus  [6]int64
+	processed int64
+}
+
+func (d *delta) zero() bool { return d.rows == 0 && d.byStatus == [6]int64{} && d.processed == 0 }
+
+func applyDelta(tx *sql.Tx, seq int64, d delta) error {
+	if d.zero() {
+		return nil
+	}
+	var processed any
+	if d.processed != 0 {
+		processed = d.processed
+	}
+	_, err := tx.Exec(`UPDATE tracker_requests SET
+		n_rows = n_rows + ?2,
+		n_processing = n_processing + ?3,
+		n_complete = n_complete + ?4,
+		n_failed = n_failed + ?5,
+		n_invalid = n_invalid + ?6,
+		n_cancelled = n_cancelled + ?7,
+		last_processed_at = CASE WHEN ?8 IS NULL THEN last_processed_at
+			ELSE max(coalesce(last_processed_at, ?8), ?8) END
+		WHERE seq = ?1`,
+		seq, d.rows, d.byStatus[codeProcessing], d.byStatus[codeComplete], d.byStatus[codeFailed],
+		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed)
+	if err != nil {
+		return fmt.Errorf("update request counters: %w", err)
+	}
+	return nil
+}
+
+// AddMessages records msgs, messages of request requestID, as Queued — or as Cancelled (processed
+// now) if the request was already cancelled, which it reports so that the caller stops there.
+// Messages already recorded keep their status and fields, so replaying a split is harmless.
+// It returns ErrNotFound (wrapped) if the request was never accepted.
+func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMessage) (cancelled bool, err error) {
+	// One statement inserts the batch: the rows travel as one JSON array [[idx, ref, type], ...]
+	// that SQLite unpacks with json_each, which costs far less than a call per row.
+	buf := make([]byte, 0, 16+len(msgs)*32)
+	buf = append(buf, '[')
+	for i, m := range msgs {
+		if m.Index < 0 {
+			return false, fmt.Errorf("tracker: add messages to request %s: negative index %d", requestID, m.Index)
+		}
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '[')
+		buf = strconv.AppendInt(buf, int64(m.Index), 10)
+		buf = append(buf, ',')
+		buf = appendJSONStringOrNull(buf, m.ExternalReference)
+		buf = append(buf, ',')
+		buf = appendJSONStringOrNull(buf, m.Type)
+		buf = append(buf, ']')
+	}
+	buf = append(buf, ']')
+	batch := string(buf)
+
+	err = s.db.Write(ctx, func(tx *sql.Tx) error {
+		req, err := lookupRequest(tx, requestID)
+		if err != nil {
+			return err
+		}
+		cancelled = req.cancelled
+		if len(msgs) == 0 {
+			return nil
+		}
+		status, processed := codeQueued, any(nil)
+		var now int64
+		if req.cancelled {
+			now = s.now().UnixNano()
+			status, processed = codeCancelled, now
+		}
+		res, err := tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
+			SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?2, ?3 FROM json_each(?4) AS j WHERE true
+			ON CONFLICT DO NOTHING`, req.seq, status, processed, batch)
+		if err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+		d := delta{rows: n}
+		if req.cancelled && n > 0 {
+			d.byStatus[codeCancelled] = n
+			d.processed = now
+		}
+		return applyDelta(tx, req.seq, d)
+	})
+	if err != nil {
+		return false, fmt.Errorf("tracker: add %d messages to request %s: %w", len(msgs), requestID, err)
+	}
+	return cancelled, nil
+}
+
+// Claim moves the messages of request requestID at indexes from Queued to Processing, and
+// returns, in ascending order, the indexes that are now Processing: those it moved and those
+// already Processing (a redelivered fragment). Messages that are cancelled, already terminal,
+// or were never recorded are left out, so the caller never delivers them. Claim and Cancel are
+// compare-and-set transitions on the message's status in one writer, so for each Queued message
+// exactly one of them wins.
+func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]int, error) {
+	rs := toRanges(indexes)
+	var claimed []int
+	err := s.db.Write(ctx, func(tx *sql.Tx) error {
+		claimed = claimed[:0]
+		req, err := lookupRequest(tx, requestID)
+		if err != nil {
+			return err
+		}
+		if len(rs) == 0 {
+			return nil
+		}
+		upd, err := tx.Prepare(`UPDATE tracker_messages SET status = 1
+			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`)
+		if err != nil {
+			return fmt.Errorf("prepare claim: %w", err)
+		}
+		defer upd.Close()
+		sel, err := tx.Prepare(`SELECT idx FROM tracker_messages
+			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1 ORDER BY idx`)
+		if err != nil {
+			return fmt.Errorf("prepare claim: %w", err)
+		}
+		defer sel.Close()
+		var d delta
+		for _, r := range rs {
+			res, err := upd.Exec(req.seq, r[0], r[1])
+			if err != nil {
+				return fmt.Errorf("claim messages %d-%d: %w", r[0], r[1], err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("claim messages %d-%d: %w", r[0], r[1], err)
+			}
+			d.byStatus[codeProcessing] += n
+			rows, err := sel.Query(req.seq, r[0], r[1])
+			if err != nil {
+				return fmt.Errorf("read claimed messages %d-%d: %w", r[0], r[1], err)
+			}
+			for rows.Next() {
+				var idx int
+				if err := rows.Scan(&idx); err != nil {
+					rows.Close()
+					return fmt.Errorf("read claimed messages: %w", err)
+				}
+				claimed = append(claimed, idx)
+			}
+			if err := rows.Close(); err != nil {
+				return fmt.Errorf("read claimed messages: %w", err)
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("read claimed messages: %w", err)
+			}
+		}
+		return applyDelta(tx, req.seq, d)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tracker: claim %d messages of request %s: %w", len(indexes), requestID, err)
+	}
+	return claimed, nil
+}
+
+// Finish records terminal outcomes for messages of request requestID, with processed time
+// Now(). A message already terminal keeps its first terminal status (so redelivery and a
+// Cancel that won are harmless); a message not recorded is ignored; of several results for
+// one index the first counts. A message may finish straight from Queued (e.g. Invalid at
+// validation). Results with a non-terminal status are an error.
+func (s *SQLite) Finish(ctx context.Context, requestID string, results []Result) error {
+	// Results with the same outcome (status, errors, mapping version) — typically a whole
+	// fragment Complete — are updated by index ranges, one statement per contiguous run.
+	type group struct {
+		status  int
+		errors  any // JSON array or nil
+		version any
+		idx     []int
+	}
+	groups := map[string]*group{}
+	var order []string
+	seen := make(map[int]struct{}, len(results))
+	for _, r := range results {
+		if !r.Status.Terminal() {
+			return fmt.Errorf("tracker: finish messages of request %s: status %q of message %d is not terminal", requestID, r.Status, r.Index)
+		}
+		if _, dup := seen[r.Index]; dup {
+			continue
+		}
+		seen[r.Index] = struct{}{}
+		var errs any
+		errKey := ""
+		if len(r.Errors) > 0 {
+			b, err := json.Marshal(r.Errors)
+			if err != nil {
+				return fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
+			}
+			errs, errKey = string(b), string(b)
+		}
+		key := string(r.Status) + "\x00" + r.MappingVersion + "\x00" + errKey
+		g := groups[key]
+		if g == nil {
+			g = &group{status: r.Status.code(), errors: errs, version: nullString(r.MappingVersion)}
+			groups[key] = g
+			order = append(order, key)
+		}
+		g.idx = append(g.idx, r.Index)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	err := s.db.Write(ctx, func(tx *sql.Tx) error {
+		req, err := lookupRequest(tx, requestID)
+		if err != nil {
+			return err
+		}
+		now := s.now().UnixNano()
+		// From Processing first (the usual case), then from Queued for what is left.
+		fromProcessing, err := tx.Prepare(`UPDATE tracker_messages
+			SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`)
+		if err != nil {
+			return fmt.Errorf("prepare finish: %w", err)
+		}
+		defer fromProcessing.Close()
+		fromQueued, err := tx.Prepare(`UPDATE tracker_messages
+			SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`)
+		if err != nil {
+			return fmt.Errorf("prepare finish: %w", err)
+		}
+		defer fromQueued.Close()
+		var d delta
+		for _, key := range order {
+			g := groups[key]
+			for _, r := range toRanges(g.idx) {
+				res, err := fromProcessing.Exec(req.seq, r[0], r[1], g.status, now, g.errors, g.version)
+				if err != nil {
+					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
+				}
+				np, err := res.RowsAffected()
+				if err != nil {
+					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
+				}
+				d.byStatus[codeProcessing] -= np
+				d.byStatus[g.status] += np
+				if np == int64(r[1]-r[0]+1) {
+					continue
+				}
+				res, err = fromQueued.Exec(req.seq, r[0], r[1], g.status, now, g.errors, g.version)
+				if err != nil {
+					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
+				}
+				nq, err := res.RowsAffected()
+				if err != nil {
+					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
+				}
+				d.byStatus[g.status] += nq
+			}
+		}
+		if d.byStatus != [6]int64{} {
+			d.processed = now
+		}
+		return applyDelta(tx, req.seq, d)
+	})
+	if err != nil {
+		return fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
+	}
+	return nil
+}
+
+// Cancel cancels request requestID of client clientID: the request is marked cancelled (so
+// messages recorded later are recorded Cancelled) and its Queued messages become Cancelled
+// with processed time Now(). Messages Processing or terminal are unaffected. cancelled counts
+// the messages this call cancelled, including those not yet recorded; cancelling again
+// returns 0. found is false, and nothing changes, when clientID has no such request — another
+// client's request is indistinguishable from a missing one.
+func (s *SQLite) Cancel(ctx context.Context, clientID, requestID string) (found bool, cancelled int, err error) {
+	err = s.db.Write(ctx, func(tx *sql.Tx) error {
+		found, cancelled = false, 0
+		var (
+			seq             int64
+			total, rows     int
+			alreadyCanceled bool
+		)
+		err := tx.QueryRow(`SELECT seq, total, n_rows, cancelled_at IS NOT NULL FROM tracker_requests
+			WHERE id = ? AND client_id = ?`, requestID, clientID).Scan(&seq, &total, &rows, &alreadyCanceled)
+		if err == sql.ErrNoRows {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("look up request: %w", err)
+		}
+		found = true
+		now := s.now().UnixNano()
+		if !alreadyCanceled {
+			if _, err := tx.Exec(`UPDATE tracker_requests SET cancelled_at = ? WHERE seq = ?`, now, seq); err != nil {
+				return fmt.Errorf("mark request cancelled: %w", err)
+			}
+			cancelled = max(total-rows, 0) // recorded Cancelled when the envelope is split
+		}
+		res, err := tx.Exec(`UPDATE tracker_messages SET status = 5, processed_at = ?
+			WHERE request_seq = ? AND status = 0`, now, seq)
+		if err != nil {
+			return fmt.Errorf("cancel queued messages: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("cancel queued messages: %w", err)
+		}
+		cancelled += int(n)
+		d := delta{}
+		d.byStatus[codeCancelled] = n
+		if cancelled > 0 {
+			d.processed = now
+		}
+		return applyDelta(tx, seq, d)
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("tracker: cancel request %s: %w", requestID, err)
+	}
+	return found, cancelled, nil
+}
+
+// Find runs search f over the requests of client clientID (never any other client's).
+// See Filter for its semantics. It reads one consistent snapshot.
+func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, error) {
+	if err := f.check(); err != nil {
+		return Page{}, err
+	}
+	where, args := f.where(clientID)
+	tx, err := s.db.Reader().BeginTx(ctx, nil)
+	if err != nil {
+		return Page{}, fmt.Errorf("tracker: search: %w", err)
+	}
+	defer tx.Rollback()
+
+	var page Page
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tracker_requests r WHERE `+where, args...).
+		Scan(&page.TotalRequests); err != nil {
+		return Page{}, fmt.Errorf("tracker: count requests: %w", err)
+	}
+	limit, offset := -1, 0
+	if f.PageSize > 0 {
+		page.TotalPages = (page.TotalRequests + f.PageSize - 1) / f.PageSize
+		p := max(f.Page, 1)
+		if p > page.TotalPages {
+			return page, nil
+		}
+		limit, offset = f.PageSize, (p-1)*f.PageSize
+	} else {
+		if page.TotalRequests > 0 {
+			page.TotalPages = 1
+		}
+		if f.Page > 1 || page.TotalRequests == 0 {
+			return page, nil
+		}
+	}
+
+	rows, err := tx.QueryContext(ctx, `SELECT r.seq, r.id, r.client_id, r.client_name, r.batch_reference,
+		r.format, r.received_at, r.total, r.cancelled_at, r.last_processed_at,
+		r.n_rows, r.n_processing, r.n_complete, r.n_failed, r.n_invalid, r.n_cancelled
+		FROM tracker_requests r WHERE `+where+` ORDER BY `+f.orderBy()+` LIMIT ? OFFSET ?`,
+		append(args, limit, offset)...)
+	if err != nil {
+		return Page{}, fmt.Errorf("tracker: list requests: %w", err)
+	}
+	bySeq := map[int64]int{}
+	var seqs []int64
+	for rows.Next() {
+		var (
+			v                      RequestView
+			seq, received          int64
+			batch                  sql.NullString
+			cancelledAt, processed sql.NullInt64
+			nRows                  int
+			n                      [6]int
+		)
+		if err := rows.Scan(&seq, &v.ID, &v.ClientID, &v.ClientName, &batch, &v.Format, &received, &v.Total,
+			&cancelledAt, &processed, &nRows, &n[codeProcessing], &n[codeComplete], &n[codeFailed],
+			&n[codeInvalid], &n[codeCancelled]); err != nil {
+			rows.Close()
+			return Page{}, fmt.Errorf("tracker: read request: %w", err)
+		}
+		v.BatchReference = batch.String
+		v.ReceivedAt = time.Unix(0, received).UTC()
+		if cancelledAt.Valid {
+			v.CancelledAt = time.Unix(0, cancelledAt.Int64).UTC()
+		}
+		if processed.Valid {
+			v.LastProcessedAt = time.Unix(0, processed.Int64).UTC()
+		}
+		v.Summary = summarize(v.Total, nRows, n, cancelledAt.Valid)
+		v.Status = v.Summary.Status()
+		bySeq[seq] = len(page.Requests)
+		seqs = append(seqs, seq)
+		page.Requests = append(page.Requests, v)
+	}
+	if err := rows.Close(); err != nil {
+		return Page{}, fmt.Errorf("tracker: list requests: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return Page{}, fmt.Errorf("tracker: list requests: %w", err)
+	}
+	if err := f.loadMessages(ctx, tx, seqs, bySeq, page.Requests); err != nil {
+		return Page{}, err
+	}
+	return page, nil
+}
+
+// summarize turns a request's counters into its summary. Messages not yet recorded are queued,
+// or cancelled if the request is.
+func summarize(total, rows int, n [6]int, cancelled bool) Summary {
+	total = max(total, rows)
+	pending := total - rows
+	s := Summary{
+		Total:      total,
+		Processing: n[codeProcessing],
+		Complete:   n[codeComplete],
+		Failed:     n[codeFailed],
+		Invalid:    n[codeInvalid],
+		Cancelled:  n[codeCancelled],
+	}
+	s.Queued = rows - s.Processing - s.Complete - s.Failed - s.Invalid - s.Cancelled
+	if cancelled {
+		s.Cancelled += pending
+	} else {
+		s.Queued += pending
+	}
+	return s
+}
+
+func (f *Filter) check() error {
+	for _, st := range f.Statuses {
+		if !st.Valid() {
+			return fmt.Errorf("%w: unknown status %q", ErrInvalidFilter, st)
+		}
+	}
+	for _, so := range f.Sorts {
+		switch so.By {
+		case SortReceivedDate, SortProcessedDate, SortBatchReference:
+		default:
+			return fmt.Errorf("%w: unknown sort key %q", ErrInvalidFilter, so.By)
+		}
+	}
+	if f.Page < 0 || f.PageSize < 0 {
+		return fmt.Errorf("%w: negative page %d or page size %d", ErrInvalidFilter, f.Page, f.PageSize)
+	}
+	return nil
+}
+
+// where is the SQL condition (over tracker_requests r) selecting f's requests of clientID.
+//
+// Plans: the leading term decides which index drives the search. With request ids it is the
+// unique id index, with external references the union of the two reference indexes (rowid
+// lookups), otherwise (client_id, received_at). "+r.client_id" keeps the planner, which has no
+// statistics, from preferring the client index over the more selective ones.
+func (f *Filter) where(clientID string) (string, []any) {
+	var (
+		b    strings.Builder
+		args []any
+	)
+	switch {
+	case len(f.RequestIDs) > 0:
+		b.WriteString("+r.client_id = ? AND r.id IN (" + marks(len(f.RequestIDs)) + ")")
+		args = append(args, clientID)
+		args = appendStrings(args, f.RequestIDs)
+	case len(f.ExternalReferences) > 0:
+		b.WriteString("+r.client_id = ?")
+		args = append(args, clientID)
+	default:
+		b.WriteString("r.client_id = ?")
+		args = append(args, clientID)
+	}
+	if !f.ReceivedFrom.IsZero() {
+		b.WriteString(" AND r.received_at >= ?")
+		args = append(args, f.ReceivedFrom.UnixNano())
+	}
+	if !f.ReceivedTo.IsZero() {
+		b.WriteString(" AND r.received_at <= ?")
+		args = append(args, f.ReceivedTo.UnixNano())
+	}
+	hasMessageCriteria := len(f.MessageTypes) > 0 || len(f.Statuses) > 0
+	// anyMessage is the condition "some message of r meets the type and status criteria".
+	anyMessage := func() {
+		if len(f.MessageTypes) == 0 {
+			// Statuses alone: the counters answer without touching the messages.
+			b.WriteString("(")
+			for i, st := range f.Statuses {
+				if i > 0 {
+					b.WriteString(" OR ")
+				}
+				if c := st.code(); c == codeQueued {
+					b.WriteString("r.n_rows - r.n_processing - r.n_complete - r.n_failed - r.n_invalid - r.n_cancelled > 0")
+				} else {
+					b.WriteString("r." + counterColumns[c] + " > 0")
+				}
+			}
+			b.WriteString(")")
+			return
+		}
+		b.WriteString("EXISTS (SELECT 1 FROM tracker_messages m WHERE m.request_seq = r.seq")
+		args = f.messageCriteria(&b, args)
+		b.WriteString(")")
+	}
+	if len(f.ExternalReferences) == 0 {
+		if hasMessageCriteria {
+			b.WriteString(" AND ")
+			anyMessage()
+		}
+		return b.String(), args
+	}
+	refs := marks(len(f.ExternalReferences))
+	b.WriteString(" AND r.seq IN (SELECT e.request_seq FROM tracker_messages e WHERE e.external_reference IN (" + refs +
+		") UNION SELECT q.seq FROM tracker_requests q WHERE q.client_id = ? AND q.batch_reference IN (" + refs + "))")
+	args = appendStrings(args, f.ExternalReferences)
+	args = append(args, clientID)
+	args = appendStrings(args, f.ExternalReferences)
+	b.WriteString(" AND ((r.batch_reference IN (" + refs + ")")
+	args = appendStrings(args, f.ExternalReferences)
+	if hasMessageCriteria {
+		b.WriteString(" AND ")
+		anyMessage()
+	}
+	b.WriteString(") OR EXISTS (SELECT 1 FROM tracker_messages m WHERE m.request_seq = r.seq AND m.external_reference IN (" + refs + ")")
+	args = appendStrings(args, f.ExternalReferences)
+	args = f.messageCriteria(&b, args)
+	b.WriteString("))")
+	return b.String(), args
+}
+
+// messageCriteria appends the type and status conditions over tracker_messages m.
+func (f *Filter) messageCriteria(b *strings.Builder, args []any) []any {
+	if len(f.Statuses) > 0 {
+		b.WriteString(" AND m.status IN (" + marks(len(f.Statuses)) + ")")
+		for _, st := range f.Statuses {
+			args = append(args, st.code())
+		}
+	}
+	if len(f.MessageTypes) > 0 {
+		b.WriteString(" AND m.type IN (" + marks(len(f.MessageTypes)) + ")")
+		args = appendStrings(args, f.MessageTypes)
+	}
+	return args
+}
+
+func (f *Filter) orderBy() string {
+	sorts := f.Sorts
+	if len(sorts) == 0 {
+		sorts = []Sort{{By: SortReceivedDate, Desc: true}}
+	}
+	var terms []string
+	done := map[SortKey]bool{}
+	for _, so := range sorts {
+		if done[so.By] {
+			continue
+		}
+		done[so.By] = true
+		dir := " ASC"
+		if so.Desc {
+			dir = " DESC"
+		}
+		switch so.By {
+		case SortReceivedDate:
+			terms = append(terms, "r.received_at"+dir)
+		case SortProcessedDate:
+			terms = append(terms, "r.last_processed_at IS NULL", "r.last_processed_at"+dir)
+		case SortBatchReference:
+			terms = append(terms, "r.batch_reference"+dir)
+		}
+	}
+	return strings.Join(terms, ", ") + ", r.id"
+}
+
+// loadMessages fills in the selected messages of the requests listed (views[bySeq[seq]]).
+func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, bySeq map[int64]int, views []RequestView) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	// Requests selected through a record's external reference (not their batch reference)
+	// show only the messages with that reference: looked up through the reference index.
+	// The others show every message meeting the type and status criteria.
+	var byBatch, byRecord []int64
+	if len(f.ExternalReferences) > 0 {
+		for _, seq := range seqs {
+			if slices.Contains(f.ExternalReferences, views[bySeq[seq]].BatchReference) {
+				byBatch = append(byBatch, seq)
+			} else {
+				byRecord = append(byRecord, seq)
+			}
+		}
+	} else {
+		byBatch = seqs
+	}
+	namespaces := make(map[int64]uuid.UUID, len(seqs))
+	for _, seq := range seqs {
+		id := views[bySeq[seq]].ID
+		ns, err := uuid.Parse(id)
+		if err != nil {
+			ns = uuid.NewSHA1(uuid.NameSpaceOID, []byte(id))
+		}
+		namespaces[seq] = ns
+	}
+	const chunk = 500
+	load := func(seqs []int64, byReference bool) error {
+		for len(seqs) > 0 {
+			part := seqs[:min(chunk, len(seqs))]
+			seqs = seqs[len(part):]
+			var b strings.Builder
+			var args []any
+			b.WriteString(`SELECT m.request_seq, m.idx, m.external_reference, m.type, m.status, m.processed_at,
+				m.errors, m.mapping_version FROM tracker_messages m WHERE `)
+			if byReference {
+				// "+" keeps the planner on the reference index.
+				b.WriteString("m.external_reference IN (" + marks(len(f.ExternalReferences)) + ") AND +m.request_seq IN (")
+				args = appendStrings(args, f.ExternalReferences)
+			} else {
+				b.WriteString("m.request_seq IN (")
+			}
+			b.WriteString(marks(len(part)) + ")")
+			for _, seq := range part {
+				args = append(args, seq)
+			}
+			args = f.messageCriteria(&b, args)
+			b.WriteString(" ORDER BY m.request_seq, m.idx")
+			rows, err := tx.QueryContext(ctx, b.String(), args...)
+			if err != nil {
+				return fmt.Errorf("tracker: list messages: %w", err)
+			}
+			for rows.Next() {
+				var (
+					seq                 int64
+					m                   MessageView
+					ref, typ, errs, ver sql.NullString
+					code                int
+					processed           sql.NullInt64
+				)
+				if err := rows.Scan(&seq, &m.Index, &ref, &typ, &code, &processed, &errs, &ver); err != nil {
+					rows.Close()
+					return fmt.Errorf("tracker: read message: %w", err)
+				}
+				m.ID = uuid.NewSHA1(namespaces[seq], strconv.AppendInt(nil, int64(m.Index), 10)).String()
+				m.ExternalReference, m.Type, m.MappingVersion = ref.String, typ.String, ver.String
+				if code >= 0 && code < len(Statuses) {
+					m.Status = Statuses[code]
+				}
+				if processed.Valid {
+					m.ProcessedAt = time.Unix(0, processed.Int64).UTC()
+				}
+				if errs.Valid && errs.String != "" {
+					if err := json.Unmarshal([]byte(errs.String), &m.Errors); err != nil {
+						rows.Close()
+						return fmt.Errorf("tracker: read errors of message %d: %w", m.Index, err)
+					}
+				}
+				v := &views[bySeq[seq]]
+				v.Messages = append(v.Messages, m)
+			}
+			if err := rows.Close(); err != nil {
+				return fmt.Errorf("tracker: list messages: %w", err)
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("tracker: list messages: %w", err)
+			}
+		}
+		return nil
+	}
+	if err := load(byBatch, false); err != nil {
+		return err
+	}
+	return load(byRecord, true)
+}
+
+// toRanges turns indexes into sorted, merged, inclusive [from, to] runs.
+func toRanges(indexes []int) [][2]int {
+	if len(indexes) == 0 {
+		return nil
+	}
+	s := slices.Clone(indexes)
+	sort.Ints(s)
+	var out [][2]int
+	for _, i := range s {
+		if n := len(out); n > 0 && i <= out[n-1][1]+1 {
+			out[n-1][1] = max(out[n-1][1], i)
+			continue
+		}
+		out = append(out, [2]int{i, i})
+	}
+	return out
+}
+
+// marks returns n comma-separated placeholders.
+func marks(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?,", n-1) + "?"
+}
+
+func appendStrings(args []any, values []string) []any {
+	for _, v := range values {
+		args = append(args, v)
+	}
+	return args
+}
+
+// nullString stores "" as NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// appendJSONStringOrNull appends s as a JSON string, or null if it is empty. Invalid UTF-8 is
+// replaced by U+FFFD, as encoding/json does.
+func appendJSONStringOrNull(buf []byte, s string) []byte {
+	if s == "" {
+		return append(buf, "null"...)
+	}
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				buf = append(buf, '\\', c)
+			case c < 0x20:
+				buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				buf = append(buf, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, "\ufffd"...)
+		} else {
+			buf = append(buf, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(buf, '"')
+}

@@ -1,0 +1,241 @@
+// Package tracker is the gateway's tracking projection: it records every accepted request and
+// every message (record) in it, follows each message through its statuses, and answers the
+// Tracking API's searches (seed 002, POST /tracking).
+//
+// # Lifecycle
+//
+// A request is recorded when it is accepted (AcceptTx, inside the intake transaction that also
+// enqueues its envelope). When the pipeline splits the envelope it records the messages
+// (AddMessages), all Queued. Before delivering a message the pipeline claims it (Claim,
+// Queued -> Processing) and when the sinks have answered it records the outcome (Finish,
+// -> Complete, Failed or Invalid). A partner may cancel a request (Cancel): its messages still
+// Queued become Cancelled and Claim never hands them out again.
+//
+//	Queued ──Claim──▶ Processing ──Finish──▶ Complete | Failed | Invalid
+//	   │                                        ▲
+//	   ├──Finish (e.g. Invalid at validation) ──┘
+//	   └──Cancel──▶ Cancelled
+//
+// Every write is idempotent and every transition is a compare-and-set on the message's current
+// status, so the pipeline's at-least-once redeliveries never double-count and a terminal status
+// is final: the first terminal status recorded for a message wins.
+//
+// # Request status and summary
+//
+// A request's summary (total, queued, processing, cancelled, failed, invalid, complete) always
+// covers the whole request, whatever a search selected. Until the envelope is split the request
+// has no message rows; its not-yet-recorded messages count as queued (or as cancelled once the
+// request is cancelled, because they will be recorded Cancelled). The request status is
+//
+//   - Complete once every message is terminal (Complete, Failed, Invalid or Cancelled),
+//   - Queued while every message is still queued (nothing has started),
+//   - Processing otherwise.
+//
+// # Storage
+//
+// SQLite implements the projection on the gateway's SQLite database (tables prefixed
+// tracker_); all of its SQL lives in sqlite.go so that a PostgreSQL implementation can follow
+// the same types.
+package tracker
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status is a message's status, as shown to partners.
+type Status string
+
+// The six statuses of a message. Complete, Failed, Invalid and Cancelled are terminal.
+const (
+	Queued     Status = "Queued"
+	Processing Status = "Processing"
+	Complete   Status = "Complete"
+	Failed     Status = "Failed"
+	Invalid    Status = "Invalid"
+	Cancelled  Status = "Cancelled"
+)
+
+// Statuses lists every status in lifecycle order.
+var Statuses = []Status{Queued, Processing, Complete, Failed, Invalid, Cancelled}
+
+// Terminal reports whether s is final: a message in a terminal status never changes again.
+func (s Status) Terminal() bool {
+	switch s {
+	case Complete, Failed, Invalid, Cancelled:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the six statuses.
+func (s Status) Valid() bool { return s.code() >= 0 }
+
+// ParseStatus returns the status named s, ignoring case ("failed" is Failed).
+func ParseStatus(s string) (Status, bool) {
+	for _, st := range Statuses {
+		if strings.EqualFold(s, string(st)) {
+			return st, true
+		}
+	}
+	return "", false
+}
+
+// code is the status's stored representation (its index in Statuses), -1 if unknown.
+func (s Status) code() int {
+	switch s {
+	case Queued:
+		return 0
+	case Processing:
+		return 1
+	case Complete:
+		return 2
+	case Failed:
+		return 3
+	case Invalid:
+		return 4
+	case Cancelled:
+		return 5
+	}
+	return -1
+}
+
+// Request is an accepted request (one envelope) as recorded at intake.
+type Request struct {
+	ID             string // the gateway's request id (a UUID), returned to the partner in the 202
+	ClientID       string // the partner's client id (feedId)
+	ClientName     string
+	BatchReference string // the envelope's request_id, if any
+	Format         string
+	ReceivedAt     time.Time
+	Total          int // number of records in the envelope
+}
+
+// NewMessage is one record of a request, as recorded when the envelope is split.
+type NewMessage struct {
+	Index             int    // 0-based position of the record in the envelope
+	ExternalReference string // the record's own id, "" if it has none
+	Type              string // the record's message type, "" if unknown
+}
+
+// Result is a message's terminal outcome.
+type Result struct {
+	Index          int
+	Status         Status // Complete, Failed, Invalid or Cancelled
+	Errors         []string
+	MappingVersion string
+}
+
+// MessageID is the id partners see for the message at index of request requestID: a UUID v5
+// (SHA-1) of the index in decimal under the request's UUID as namespace. It is deterministic,
+// so redeliveries carry the same id (sinks upsert by it). A request id that is not a UUID is
+// first turned into one (UUID v5 of the id under the OID namespace).
+func MessageID(requestID string, index int) string {
+	ns, err := uuid.Parse(requestID)
+	if err != nil {
+		ns = uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID))
+	}
+	return uuid.NewSHA1(ns, []byte(strconv.Itoa(index))).String()
+}
+
+// ErrNotFound is returned by the write methods for a request that was never accepted.
+var ErrNotFound = errors.New("tracker: no such request")
+
+// ErrInvalidFilter is returned by Find for a filter it cannot run (unknown status or sort key,
+// negative paging).
+var ErrInvalidFilter = errors.New("tracker: invalid filter")
+
+// SortKey names what requests can be sorted by.
+type SortKey string
+
+// Sort keys, named as in the Tracking API.
+const (
+	SortReceivedDate   SortKey = "receivedDate"
+	SortProcessedDate  SortKey = "processedDate" // the request's latest message processed time
+	SortBatchReference SortKey = "batchReference"
+)
+
+// Sort is one sort criterion.
+type Sort struct {
+	By   SortKey
+	Desc bool
+}
+
+// Filter is a tracking search for one client. All criteria must hold (AND); the values of one
+// criterion are alternatives (OR). An empty criterion does not filter.
+//
+// Request-level criteria: RequestIDs (the gateway's request ids) and the received time range.
+// Message-level criteria: MessageTypes (case-insensitive), Statuses and ExternalReferences. An
+// external reference matches a request's batch reference — then it holds for every message of
+// that request — or a message's own external reference (the record's id).
+//
+// A request is selected when it meets the request-level criteria and, if there are
+// message-level criteria, at least one of its messages meets all of them (a request selected by
+// its batch reference alone needs no message). Its Messages are the messages meeting the
+// message-level criteria — all of its messages when there are none.
+type Filter struct {
+	RequestIDs         []string
+	ExternalReferences []string
+	MessageTypes       []string
+	Statuses           []Status
+	// ReceivedFrom and ReceivedTo bound the request's received time, both inclusive; a zero
+	// time leaves that side open.
+	ReceivedFrom, ReceivedTo time.Time
+	// Page is 1-based (0 means 1); PageSize 0 returns every selected request on one page.
+	Page, PageSize int
+	// Sorts order the requests; empty means receivedDate descending. Ties are always broken by
+	// request id, so paging is stable. Requests with nothing processed yet sort after the
+	// others by processedDate, in either direction.
+	Sorts []Sort
+}
+
+// Page is the answer to a search.
+type Page struct {
+	TotalRequests int // selected requests, over all pages
+	TotalPages    int // ceil(TotalRequests/PageSize); with no paging 1, or 0 if nothing matched
+	Requests      []RequestView
+}
+
+// Summary counts a request's messages by status, over the whole request.
+type Summary struct {
+	Total, Queued, Processing, Cancelled, Failed, Invalid, Complete int
+}
+
+// Status is the request status the summary implies (see the package documentation).
+func (s Summary) Status() Status {
+	terminal := s.Complete + s.Failed + s.Invalid + s.Cancelled
+	switch {
+	case terminal >= s.Total:
+		return Complete
+	case s.Queued >= s.Total:
+		return Queued
+	default:
+		return Processing
+	}
+}
+
+// RequestView is a selected request with its summary and the messages the search selected.
+type RequestView struct {
+	Request
+	Status          Status    // Queued, Processing or Complete
+	Summary         Summary   // over the whole request
+	CancelledAt     time.Time // zero unless a partner cancelled the request
+	LastProcessedAt time.Time // the latest processed time of its messages, zero if none
+	Messages        []MessageView
+}
+
+// MessageView is one message of a request as tracking shows it.
+type MessageView struct {
+	ID                string // MessageID(request id, Index)
+	Index             int
+	ExternalReference string
+	Type              string
+	Status            Status
+	ProcessedAt       time.Time // when it reached its terminal status; zero until then
+	Errors            []string
+	MappingVersion    string
+}

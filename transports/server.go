@@ -1,0 +1,107 @@
+// Package transports is the gateway's HTTP face: authentication, the push and events intake,
+// dry runs, tracking and integrations. Handlers validate and authorise, then call the pipeline
+// or the tracker; they never process records themselves.
+package transports
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/opengw/gateway/mappings"
+	"github.com/opengw/gateway/pipeline"
+)
+
+// MaxBodyBytes is the largest push body accepted (10 MiB).
+const MaxBodyBytes = 10 << 20
+
+// Intake commits submissions durably; *pipeline.Pipeline implements it.
+type Intake interface {
+	Accept(ctx context.Context, s pipeline.Submission) (pipeline.Receipt, error)
+}
+
+// Server holds what the handlers need. Create it with its fields set, then serve Handler().
+type Server struct {
+	Auth     *Authenticator
+	Intake   Intake
+	Mappings func() *mappings.Set // the current mapping set
+	Tracking *TrackingAPI
+	Tokens   *TokenIssuer // issues /connect/token JWTs; nil: that endpoint answers 503
+	Log      *slog.Logger
+}
+
+// Handler returns the gateway's routes. Unknown paths answer 404, known paths with the wrong
+// method 405 with Allow, both as JSON.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", methods{"GET": func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}})
+	mux.Handle("/push", methods{"POST": s.authorized("push", s.push)})
+	mux.Handle("/connect/token", methods{"POST": s.token})
+	mux.Handle("/api/events/v1/{country}/external/{tenant}/send", methods{"POST": s.sendEvent})
+	mux.Handle("/tracking", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
+		s.Tracking.Search(w, r, p.ClientID, p.ClientName)
+	})})
+	mux.Handle("/tracking/cancel", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
+		s.Tracking.Cancel(w, r, p.ClientID)
+	})})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+	})
+	return s.recoverer(mux)
+}
+
+// methods routes a path by HTTP method and answers 405 with Allow for any other.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := m[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	allowed := make([]string, 0, len(m))
+	for k := range m {
+		allowed = append(allowed, k)
+	}
+	sort.Strings(allowed)
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeProblem(w, http.StatusMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or "))
+}
+
+// authorized authenticates the caller and requires scope: 401 with WWW-Authenticate without
+// valid credentials, 403 when the credential lacks the scope.
+func (s *Server) authorized(scope string, h func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, ok := s.Auth.Authenticate(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="gateway", Bearer realm="gateway"`)
+			writeProblem(w, http.StatusUnauthorized, "missing or invalid credentials: use Basic client:secret or a Bearer token")
+			return
+		}
+		if !p.HasScope(scope) {
+			writeProblem(w, http.StatusForbidden, "client %q lacks the %q scope needed for %s", p.ClientID, scope, r.URL.Path)
+			return
+		}
+		h(w, r, p)
+	}
+}
+
+// recoverer turns a handler panic into a logged 500 with a JSON body, never a stack trace
+// in the response.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.Log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeProblem(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
