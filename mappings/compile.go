@@ -2,6 +2,7 @@ package mappings
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -23,10 +24,22 @@ type compileError struct {
 func (e *compileError) Error() string { return e.msg }
 
 // compileExpr compiles one expression of a mapping file with the record patcher and the
-// function table. asBool requires a boolean result: an expression whose type is known not to
-// be bool is an error, one whose type is only known at run time (a record field) is checked
-// when it runs.
+// function table. asBool requires a condition: an expression whose type is known not to be
+// bool is an error; one whose type is only known at run time (a record field) is checked by
+// truth when it runs.
 func compileExpr(src string, asBool bool) (*vm.Program, error) {
+	if asBool {
+		// expr.AsBool checks the type, but also makes the program end in a cast that fails
+		// with "invalid operation: bool(string)". Check with it, run without it, so that a
+		// run-time failure can name the value (see truth).
+		if _, err := compile(src, expr.AsBool()); err != nil {
+			return nil, err
+		}
+	}
+	return compile(src)
+}
+
+func compile(src string, extra ...expr.Option) (*vm.Program, error) {
 	opts := []expr.Option{
 		expr.Env(env{}),
 		expr.Function(fieldFuncName, fieldFunc, new(func(*record, string) any)),
@@ -39,9 +52,7 @@ func compileExpr(src string, asBool bool) (*vm.Program, error) {
 		expr.Optimize(false),
 	}
 	opts = append(opts, functionOptions...)
-	if asBool {
-		opts = append(opts, expr.AsBool())
-	}
+	opts = append(opts, extra...)
 	prog, err := expr.Compile(src, opts...)
 	if err == nil {
 		return prog, nil
@@ -51,7 +62,7 @@ func compileExpr(src string, asBool bool) (*vm.Program, error) {
 		return nil, &compileError{line: fe.Line, col: fe.Column, msg: cleanMessage(fe.Message)}
 	}
 	msg := cleanMessage(err.Error())
-	if asBool && strings.HasPrefix(msg, "expected bool") {
+	if strings.HasPrefix(msg, "expected bool") {
 		msg = "must be a condition: " + msg
 	}
 	return nil, &compileError{msg: msg}
@@ -70,4 +81,16 @@ func runError(err error) string {
 		return cleanMessage(fe.Message)
 	}
 	return cleanMessage(err.Error())
+}
+
+// truth interprets the result of a condition: null (an absent field) does not hold, and
+// anything but a bool or null is an error naming the value.
+func truth(v any) (bool, error) {
+	switch b := v.(type) {
+	case bool:
+		return b, nil
+	case nil:
+		return false, nil
+	}
+	return false, fmt.Errorf("expected a boolean, got %s", describe(v))
 }

@@ -201,12 +201,19 @@ func (c Config) withDefaults(name string) Config {
 	return c
 }
 
-// redactURL hides a password in u, which may be invalid.
+// redactURL shows u for messages without its password and query, which may hold credentials.
+// (Sink errors can reach partners through tracking.) u may be invalid.
 func redactURL(u string) string {
-	if p, err := url.Parse(u); err == nil {
-		return p.Redacted()
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
 	}
-	return u
+	q := p.RawQuery != ""
+	p.RawQuery, p.ForceQuery, p.Fragment, p.RawFragment = "", false, "", ""
+	if q {
+		return p.Redacted() + "?..."
+	}
+	return p.Redacted()
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

@@ -29,16 +29,18 @@ const bodySnippet = 200
 // HTTPSink POSTs records to a URL as JSON arrays of their Data objects (`[{...},{...}]`), at
 // most BatchSize records per request, with Content-Type application/json and an Idempotency-Key
 // header that is the same whenever the same sink sends a chunk of the same record IDs, so a
-// receiver can drop redelivered chunks.
+// receiver can drop redelivered chunks. The receiver should also upsert by the record's own id:
+// a batch regrouped after a restart gets new keys.
 //
 // Each request may take Timeout. A Write retries a request up to MaxAttempts times on 5xx, 408,
 // 429, timeouts and connection errors, waiting as the response's Retry-After says (seconds or an
 // HTTP date) or else with jittered exponential backoff; no wait exceeds 30s, and if the next
 // attempt would fall after ctx's deadline the Write returns at once. It then returns a retryable
-// error naming the last status and the URL. Any other non-2xx response (4xx, a redirect that
-// would turn the POST into a GET) is a permanent error with the status and the first 200 bytes
-// of the body. Chunks are sent in order; when one fails, Write returns and a later retry of the
-// whole batch resends the earlier chunks with their same Idempotency-Key.
+// error naming the last status and the URL (shown without password or query string). Any other
+// non-2xx response (4xx, a redirect that would turn the POST into a GET) is a permanent error
+// with the status and the first 200 bytes of the body. Chunks are sent in order; when one
+// fails, Write returns and a later retry of the whole batch resends the earlier chunks with
+// their same Idempotency-Key.
 //
 // Write is safe for concurrent use; all Writes share one http.Client.
 type HTTPSink struct {

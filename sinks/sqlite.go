@@ -146,6 +146,9 @@ func (s *SQLiteSink) Write(ctx context.Context, records []Record) error {
 
 	var learned map[string]string
 	err := s.db.Write(ctx, func(tx *sql.Tx) error {
+		// Once running, the job finishes: the transaction is shared with other callers, and
+		// cancelling a statement interrupts the whole connection, possibly theirs too.
+		ctx := context.WithoutCancel(ctx)
 		var err error
 		if learned, err = s.ensureSchema(ctx, tx, need); err != nil {
 			return err

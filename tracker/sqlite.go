@@ -771,13 +771,18 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 			var b strings.Builder
 			var args []any
 			b.WriteString(`SELECT m.request_seq, m.idx, m.external_reference, m.type, m.status, m.processed_at,
-				m.errors, m.mapping_version FROM tracker_messages m WHERE `)
-			if byReference {
+				m.errors, m.mapping_version FROM tracker_messages m `)
+			switch {
+			case byReference:
 				// "+" keeps the planner on the reference index.
-				b.WriteString("m.external_reference IN (" + marks(len(f.ExternalReferences)) + ") AND +m.request_seq IN (")
+				b.WriteString("WHERE m.external_reference IN (" + marks(len(f.ExternalReferences)) + ") AND +m.request_seq IN (")
 				args = appendStrings(args, f.ExternalReferences)
-			} else {
-				b.WriteString("m.request_seq IN (")
+			case len(f.Statuses) > 0:
+				// Without statistics the planner would read every message of the request
+				// through the primary key; the status index reads only the matching ones.
+				b.WriteString("INDEXED BY tracker_messages_status WHERE m.request_seq IN (")
+			default:
+				b.WriteString("WHERE m.request_seq IN (")
 			}
 			b.WriteString(marks(len(part)) + ")")
 			for _, seq := range part {

@@ -107,7 +107,8 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	m, ok := s.Mappings().Get(eventType)
 	if !ok {
-		writeSpringError(w, r, http.StatusBadRequest, "", "Unknown Event-Type %q: no format mapping has that name", eventType)
+		writeSpringError(w, r, http.StatusBadRequest, "", "Unknown Event-Type %q: no format mapping has that name (client %q may send: %s)",
+			eventType, p.ClientID, strings.Join(p.Formats, ", "))
 		return
 	}
 	if !p.MayUseFormat(eventType) {

@@ -27,8 +27,8 @@ import (
 // testKey is a 32-byte signing key for tests.
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
-// testClients mirror examples/gateway.yaml, plus clients for edge cases.
-func testClients() []Client {
+// exampleClients mirror examples/gateway.yaml, plus clients for edge cases.
+func exampleClients() []Client {
 	return []Client{
 		{ID: "demo", Name: "Demo Partner", Secret: "demo-secret", Tokens: []string{"demo-token"},
 			Scopes:  []string{"push", "events", "tracking", "integrations"},
@@ -38,14 +38,17 @@ func testClients() []Client {
 		// May publish events for the tenant, but not payment_status_updated.
 		{ID: "third", Name: "Third Partner", Secret: "third-secret", Tokens: []string{"third-token"},
 			Scopes: []string{"events"}, Formats: []string{"activity"}, Tenants: []string{"dk/abcinsurance"}},
+		// Holds the events scope, but no tenant.
+		{ID: "notenant", Name: "No Tenant", Secret: "notenant-secret", Tokens: []string{"notenant-token"},
+			Scopes: []string{"events"}, Formats: []string{"payment_status_updated"}},
 		// A secret with characters that RFC 6749 §2.3.1 form-encodes in Basic credentials.
 		{ID: "odd", Name: "Odd Partner", Secret: "p+q/r:s", Scopes: []string{"push"}},
 	}
 }
 
-// fakeIntake records submissions and hands out increasing sequence values, replaying the
+// recordingIntake records submissions and hands out increasing sequence values, replaying the
 // receipt of a repeated idempotency key like the real pipeline.
-type fakeIntake struct {
+type recordingIntake struct {
 	mu   sync.Mutex
 	subs []pipeline.Submission
 	seq  int64
@@ -53,7 +56,7 @@ type fakeIntake struct {
 	err  error
 }
 
-func (f *fakeIntake) Accept(_ context.Context, s pipeline.Submission) (pipeline.Receipt, error) {
+func (f *recordingIntake) Accept(_ context.Context, s pipeline.Submission) (pipeline.Receipt, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -79,7 +82,7 @@ func (f *fakeIntake) Accept(_ context.Context, s pipeline.Submission) (pipeline.
 	return r, nil
 }
 
-func (f *fakeIntake) submissions() []pipeline.Submission {
+func (f *recordingIntake) submissions() []pipeline.Submission {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.subs)
@@ -90,20 +93,20 @@ func testIssuer() *TokenIssuer {
 	return &TokenIssuer{Key: testKey, Issuer: "gateway", Audience: "gateway", TTL: time.Hour}
 }
 
-type testEnv struct {
+type eventsEnv struct {
 	srv    *Server
 	h      http.Handler
-	intake *fakeIntake
+	intake *recordingIntake
 	tokens *TokenIssuer
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newEventsEnv(t *testing.T) *eventsEnv {
 	t.Helper()
 	tokens := testIssuer()
-	auth := NewAuthenticator(testClients())
+	auth := NewAuthenticator(exampleClients())
 	auth.VerifyJWT = tokens.Verify
-	set := testMappings(t)
-	intake := &fakeIntake{}
+	set := exampleMappings(t)
+	intake := &recordingIntake{}
 	srv := &Server{
 		Auth:     auth,
 		Intake:   intake,
@@ -112,10 +115,10 @@ func newTestEnv(t *testing.T) *testEnv {
 		Tokens:   tokens,
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
-	return &testEnv{srv: srv, h: srv.Handler(), intake: intake, tokens: tokens}
+	return &eventsEnv{srv: srv, h: srv.Handler(), intake: intake, tokens: tokens}
 }
 
-func (e *testEnv) do(r *http.Request) *httptest.ResponseRecorder {
+func (e *eventsEnv) do(r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, r)
 	return w
@@ -131,8 +134,8 @@ func tokenRequest(form url.Values, basicUser, basicPass string) *http.Request {
 	return r
 }
 
-// decodeObject decodes a JSON object body, failing the test otherwise.
-func decodeObject(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
+// decodeJSONObject decodes a JSON object body, failing the test otherwise.
+func decodeJSONObject(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
@@ -141,8 +144,8 @@ func decodeObject(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
 	return m
 }
 
-// assertBody compares a decoded body with want field by field: same keys, same values.
-func assertBody(t *testing.T, got, want map[string]any) {
+// assertFields compares a decoded body with want field by field: same keys, same values.
+func assertFields(t *testing.T, got, want map[string]any) {
 	t.Helper()
 	for k, wv := range want {
 		gv, ok := got[k]
@@ -375,7 +378,7 @@ func TestLoadOrCreateKey(t *testing.T) {
 }
 
 func TestTokenEndpoint(t *testing.T) {
-	e := newTestEnv(t)
+	e := newEventsEnv(t)
 	form := func(kv ...string) url.Values {
 		v := url.Values{}
 		for i := 0; i < len(kv); i += 2 {
@@ -418,12 +421,12 @@ func TestTokenEndpoint(t *testing.T) {
 			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 				t.Errorf("Content-Type = %q", ct)
 			}
-			body := decodeObject(t, w)
+			body := decodeJSONObject(t, w)
 			tok, _ := body["access_token"].(string)
 			if tok == "" {
 				t.Fatalf("no access_token in %v", body)
 			}
-			assertBody(t, body, map[string]any{
+			assertFields(t, body, map[string]any{
 				"access_token": tok, "token_type": "Bearer", "expires_in": float64(3600), "scope": tc.wantScope,
 			})
 			id, scopes, err := e.tokens.Verify(tok)
@@ -471,12 +474,12 @@ func TestTokenEndpoint(t *testing.T) {
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}
-			body := decodeObject(t, w)
+			body := decodeJSONObject(t, w)
 			desc, _ := body["error_description"].(string)
 			if desc == "" {
 				t.Errorf("no error_description in %v", body)
 			}
-			assertBody(t, body, map[string]any{"error": tc.code, "error_description": desc})
+			assertFields(t, body, map[string]any{"error": tc.code, "error_description": desc})
 			if got := w.Header().Get("Cache-Control"); got != "no-store" {
 				t.Errorf("Cache-Control = %q, want no-store", got)
 			}
@@ -492,7 +495,7 @@ func TestTokenEndpoint(t *testing.T) {
 
 	t.Run("invalid_scope names the scope", func(t *testing.T) {
 		w := e.do(tokenRequest(form("grant_type", cc, "scope", "events admin"), "demo", "demo-secret"))
-		if desc := decodeObject(t, w)["error_description"].(string); !strings.Contains(desc, `"admin"`) {
+		if desc := decodeJSONObject(t, w)["error_description"].(string); !strings.Contains(desc, `"admin"`) {
 			t.Errorf("error_description %q does not name the scope", desc)
 		}
 	})
@@ -516,7 +519,7 @@ func TestTokenEndpoint(t *testing.T) {
 // TestTokensAtAuthorizedRoutes checks that issued tokens pass the authorized middleware only
 // when valid and carrying the route's scope.
 func TestTokensAtAuthorizedRoutes(t *testing.T) {
-	e := newTestEnv(t)
+	e := newEventsEnv(t)
 	mint := func(mutate func(*TokenIssuer), client string, scopes ...string) string {
 		t.Helper()
 		ti := *e.tokens

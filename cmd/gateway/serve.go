@@ -97,8 +97,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 
+	key, err := transports.LoadOrCreateKey(cfg.DataDir, cfg.Auth.JWT.Key)
+	if err != nil {
+		return err
+	}
+	issuer := &transports.TokenIssuer{Key: key, Issuer: cfg.Auth.JWT.Issuer, Audience: cfg.Auth.JWT.Audience, TTL: cfg.Auth.JWT.TTL}
+	auth := transports.NewAuthenticator(clientsOf(cfg))
+	auth.VerifyJWT = issuer.Verify
 	srv := &transports.Server{
-		Auth:     transports.NewAuthenticator(clientsOf(cfg)),
+		Auth:     auth,
+		Tokens:   issuer,
 		Intake:   pl,
 		Mappings: current.Load,
 		Tracking: &transports.TrackingAPI{Store: trk, Log: log},

@@ -455,6 +455,7 @@ SELECT id FROM queue_messages WHERE topic = ? AND available_at <= ? AND locked_u
 		plan = append(plan, detail)
 	}
 	got := strings.Join(plan, "; ")
+	t.Logf("claim plan: %s", got)
 	if !strings.Contains(got, "COVERING INDEX queue_messages_claim") || strings.Contains(got, "TEMP B-TREE") {
 		t.Errorf("claim plan %q: want a covering index scan without sorting", got)
 	}

@@ -1,0 +1,77 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadExample(t *testing.T) {
+	cfg, err := Load("../../examples/gateway.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Addr != "127.0.0.1:8080" || len(cfg.Clients) != 2 || cfg.Clients[0].ID != "demo" || cfg.Clients[0].Secret != "demo-secret" {
+		t.Fatalf("example config = %+v", cfg)
+	}
+	if got := cfg.MappingsDir(); got != filepath.Join("../../examples", "mappings") {
+		t.Fatalf("mappings dir = %s", got)
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	p := write(t, "server:\n  addr: ${ADDR}\nauth:\n  jwt:\n    key: ${KEY:-fallback}\n    ttl: ${TTL}\nclients:\n  - id: a\n    secret: \"$${literal}\"\n")
+	env := map[string]string{"ADDR": "0.0.0.0:9000", "TTL": "2h"}
+	cfg, err := Load(p, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Addr != "0.0.0.0:9000" || cfg.Auth.JWT.Key != "fallback" || cfg.Auth.JWT.TTL.String() != "2h0m0s" || cfg.Clients[0].Secret != "${literal}" {
+		t.Fatalf("expanded = %+v", cfg)
+	}
+}
+
+func TestProblemsCarryLines(t *testing.T) {
+	cases := []struct {
+		name, body string
+		want       []string
+	}{
+		{"unknown keys are all reported", "server:\n  adr: x\nclients:\n  - id: a\n    scope: [push]\n", []string{
+			":2: unknown key \"adr\" (allowed: addr)",
+			":5: unknown key \"scope\" (allowed: formats, hubs, id, name, scopes, secret, secret_bcrypt, tenants, tokens)",
+		}},
+		{"unset env", "server:\n  addr: ${NOPE}\n", []string{":2: environment variable NOPE is not set"}},
+		{"bad scope", "clients:\n  - id: a\n    scopes: [push, admin]\n", []string{`:2: client "a": unknown scope "admin"`}},
+		{"duplicate client", "clients:\n  - id: a\n  - id: a\n", []string{`:3: clients[1]: duplicate client id "a"`}},
+		{"bad bcrypt", "clients:\n  - id: a\n    secret_bcrypt: plain\n", []string{`client "a": secret_bcrypt is not a bcrypt hash`}},
+		{"bad tenant", "clients:\n  - id: a\n    tenants: [dk]\n", []string{`tenant "dk" is not country/tenant`}},
+		{"bad sink", "sinks:\n  s: {type: kafka}\n", []string{`sink "s"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := write(t, c.body)
+			_, err := Load(p, func(string) string { return "" })
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+			if !strings.HasPrefix(err.Error(), p+":") {
+				t.Errorf("error does not start with the file name: %q", err)
+			}
+		})
+	}
+}

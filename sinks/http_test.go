@@ -1,0 +1,287 @@
+package sinks_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/opengw/gateway/sinks"
+	"github.com/opengw/gateway/sinks/sinktest"
+)
+
+// receiver is a test endpoint that stores the records it is sent, upserting by their "id".
+type receiver struct {
+	mu       sync.Mutex
+	order    []string
+	byID     map[string]json.RawMessage
+	requests []*http.Request
+	bodies   [][]byte
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	var objs []json.RawMessage
+	if err == nil {
+		err = json.Unmarshal(body, &objs)
+	}
+	if err != nil || r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+		http.Error(w, "want a POSTed JSON array", http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.requests = append(rc.requests, r)
+	rc.bodies = append(rc.bodies, body)
+	if rc.byID == nil {
+		rc.byID = map[string]json.RawMessage{}
+	}
+	for _, o := range objs {
+		id := gjson.GetBytes(o, "id").String()
+		if id == "" {
+			id = "#" + string(o) // no id: stored as is, never merged
+		}
+		if _, ok := rc.byID[id]; !ok {
+			rc.order = append(rc.order, id)
+		}
+		rc.byID[id] = o
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (rc *receiver) stored(*testing.T) []json.RawMessage {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := make([]json.RawMessage, 0, len(rc.order))
+	for _, id := range rc.order {
+		out = append(out, rc.byID[id])
+	}
+	return out
+}
+
+func TestHTTPSink(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+		rc := &receiver{}
+		srv := httptest.NewServer(rc)
+		t.Cleanup(srv.Close)
+		return sinktest.Harness{
+			Sink:    newHTTP(t, sinks.Config{URL: srv.URL, BatchSize: 3}),
+			Stored:  rc.stored,
+			Upserts: true,
+		}
+	})
+}
+
+// scripted serves the given responses in turn (then 200s), counting requests.
+func scripted(t *testing.T, steps ...func(w http.ResponseWriter, r *http.Request)) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(n.Add(1)) - 1
+		io.Copy(io.Discard, r.Body)
+		if i < len(steps) {
+			steps[i](w, r)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func status(code int, header ...string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i+1 < len(header); i += 2 {
+			w.Header().Set(header[i], header[i+1])
+		}
+		w.WriteHeader(code)
+	}
+}
+
+func TestHTTPSinkRetries503ThenSucceeds(t *testing.T) {
+	srv, n := scripted(t, status(http.StatusServiceUnavailable))
+	s := newHTTP(t, sinks.Config{URL: srv.URL})
+	write(t, s, sinktest.Records("r", 2)...)
+	if got := n.Load(); got != 2 {
+		t.Errorf("attempts = %d, want 2", got)
+	}
+}
+
+func TestHTTPSinkHonoursRetryAfter(t *testing.T) {
+	srv, n := scripted(t, status(http.StatusTooManyRequests, "Retry-After", "1"))
+	s := newHTTP(t, sinks.Config{URL: srv.URL})
+	start := time.Now()
+	write(t, s, sinktest.Records("r", 1)...)
+	if got := n.Load(); got != 2 {
+		t.Errorf("attempts = %d, want 2", got)
+	}
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Errorf("retried after %s; Retry-After asked for 1s", waited)
+	}
+}
+
+func TestHTTPSinkRetryAfterBeyondDeadlineReturnsAtOnce(t *testing.T) {
+	srv, n := scripted(t, status(http.StatusServiceUnavailable, "Retry-After", "20"))
+	s := newHTTP(t, sinks.Config{URL: srv.URL})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := s.Write(ctx, sinktest.Records("r", 1))
+	if err == nil || errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("err = %v; want a retryable error naming 503", err)
+	}
+	if time.Since(start) > time.Second || n.Load() != 1 {
+		t.Errorf("took %s and %d attempts; want one attempt and an immediate return", time.Since(start), n.Load())
+	}
+}
+
+func TestHTTPSinkGivesUpAfterMaxAttempts(t *testing.T) {
+	always := status(http.StatusBadGateway)
+	srv, n := scripted(t, always, always, always, always)
+	s := newHTTP(t, sinks.Config{URL: srv.URL + "/in", MaxAttempts: 3})
+	err := s.Write(context.Background(), sinktest.Records("r", 1))
+	if err == nil || errors.Is(err, sinks.ErrPermanent) {
+		t.Fatalf("err = %v; want a retryable error", err)
+	}
+	for _, want := range []string{"502 Bad Gateway", srv.URL + "/in", "3 attempts"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %q; want it to contain %q", err, want)
+		}
+	}
+	if got := n.Load(); got != 3 {
+		t.Errorf("attempts = %d, want 3", got)
+	}
+}
+
+func TestHTTPSink400IsPermanent(t *testing.T) {
+	body := `{"error":"field x is wrong"}` + strings.Repeat(".", 200) + "TAIL"
+	srv, n := scripted(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, body, http.StatusBadRequest)
+	})
+	s := newHTTP(t, sinks.Config{URL: srv.URL})
+	err := s.Write(context.Background(), sinktest.Records("r", 1))
+	if !errors.Is(err, sinks.ErrPermanent) {
+		t.Fatalf("err = %v; want permanent", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "400 Bad Request") || !strings.Contains(msg, `{"error":"field x is wrong"}...`) || strings.Contains(msg, "TAIL") {
+		t.Errorf("err = %q; want the status and the first 200 bytes of the body", msg)
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("attempts = %d, want 1", got)
+	}
+}
+
+func TestHTTPSinkTimeoutIsRetryable(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		io.Copy(io.Discard, r.Body) // lets the server notice the client hanging up
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s := newHTTP(t, sinks.Config{URL: srv.URL, Timeout: 50 * time.Millisecond, MaxAttempts: 2})
+	err := s.Write(context.Background(), sinktest.Records("r", 1))
+	if err == nil || errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "no response within 50ms") {
+		t.Fatalf("err = %v; want a retryable timeout", err)
+	}
+	if got := n.Load(); got != 2 {
+		t.Errorf("attempts = %d, want 2", got)
+	}
+}
+
+func TestHTTPSinkConnectionErrorIsRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	s := newHTTP(t, sinks.Config{URL: url, MaxAttempts: 2})
+	err := s.Write(context.Background(), sinktest.Records("r", 1))
+	if err == nil || errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "POST "+url) {
+		t.Fatalf("err = %v; want a retryable error naming the URL", err)
+	}
+}
+
+func TestHTTPSinkChunksWithStableIdempotencyKeys(t *testing.T) {
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	s := newHTTP(t, sinks.Config{URL: srv.URL, BatchSize: 2, Headers: map[string]string{"Authorization": "Bearer t0k"}})
+	recs := sinktest.Records("c", 5)
+	write(t, s, recs...)
+	write(t, s, recs...) // redelivery
+
+	if len(rc.requests) != 6 {
+		t.Fatalf("requests = %d, want 6 (3 chunks, twice)", len(rc.requests))
+	}
+	keys := map[string]bool{}
+	for i, r := range rc.requests {
+		if got := r.Header.Get("Authorization"); got != "Bearer t0k" {
+			t.Errorf("request %d: Authorization = %q", i, got)
+		}
+		if n, want := len(gjson.ParseBytes(rc.bodies[i]).Array()), []int{2, 2, 1}[i%3]; n != want {
+			t.Errorf("request %d carries %d records, want %d", i, n, want)
+		}
+		key := r.Header.Get("Idempotency-Key")
+		if key == "" {
+			t.Fatalf("request %d has no Idempotency-Key", i)
+		}
+		if i < 3 {
+			keys[key] = true
+		} else if !keys[key] || key != rc.requests[i-3].Header.Get("Idempotency-Key") {
+			t.Errorf("redelivered chunk %d has key %s, want the first delivery's", i-3, key)
+		}
+	}
+	if len(keys) != 3 {
+		t.Errorf("%d distinct keys for 3 chunks", len(keys))
+	}
+	if got := string(rc.bodies[0]); got != "["+string(recs[0].Data)+","+string(recs[1].Data)+"]" {
+		t.Errorf("first body = %s", got)
+	}
+}
+
+func TestHTTPSinkRejectsBadDataBeforeSending(t *testing.T) {
+	srv, n := scripted(t)
+	s := newHTTP(t, sinks.Config{URL: srv.URL, BatchSize: 1})
+	recs := sinktest.Records("r", 2)
+	recs[1].Data = json.RawMessage(`"not an object"`)
+	err := s.Write(context.Background(), recs)
+	if !errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "record msg-r-1: data is a string") {
+		t.Fatalf("err = %v", err)
+	}
+	if n.Load() != 0 {
+		t.Errorf("%d requests sent; want none", n.Load())
+	}
+}
+
+func TestHTTPSinkDoesNotTurnPostIntoGet(t *testing.T) {
+	srv, _ := scripted(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	})
+	s := newHTTP(t, sinks.Config{URL: srv.URL})
+	err := s.Write(context.Background(), sinktest.Records("r", 1))
+	if !errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "302 Found") {
+		t.Fatalf("err = %v; want a permanent error naming 302", err)
+	}
+}
+
+func newHTTP(t *testing.T, cfg sinks.Config) *sinks.HTTPSink {
+	t.Helper()
+	s, err := sinks.NewHTTPSink("test", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
