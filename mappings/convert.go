@@ -163,11 +163,9 @@ func parseTimestamp(s string) (time.Time, error) {
 	case sec > 59:
 		return bad("second out of range")
 	}
-	loc := time.UTC
-	if offset != 0 {
-		loc = time.FixedZone("", offset)
-	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc), nil
+	// The wall clock minus the offset is UTC; no time.Location is needed (FixedZone allocates).
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	return t.Add(-time.Duration(offset) * time.Second), nil
 }
 
 func daysIn(month, year int) int {

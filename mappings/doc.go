@@ -34,10 +34,20 @@
 // is the expression's source, a string constant needs expr quotes inside YAML quotes:
 // `source: '"web"'`.
 //
+// Besides expr's builtins (len, split, replace, filter, map, ...), expressions can call the
+// functions listed by Functions: utc, seconds, number, coalesce, field, and lower, upper and
+// trim, which replace expr's own to report a null as an error that names it.
+//
 // A record is applied in four steps, and the first step that fails makes the record invalid:
 // required paths, validate rules (all of them are evaluated), routes (the first match is
 // taken), fields (all of them are evaluated). Every problem is reported as a message that
-// names the rule or field and the offending value.
+// names the rule or field and the offending value. A condition (`rule`, `when`) that is null
+// does not hold; one that is neither bool nor null is an error. A rule without `message`
+// reports "rule failed: <rule>".
+//
+// A test passes when its input goes to the one sink under `expect` with exactly the fields
+// listed there (numbers compare as JSON numbers), or, for `invalid`, when the message is
+// exactly one of the record's errors.
 //
 // Loading reports every problem of every file at once as Problems, each with its
 // file:line:col, so a mapping author can fix a file in one pass.

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/builtin"
 )
 
 // FunctionDoc documents one function that mapping expressions can call.
@@ -138,7 +139,10 @@ func Functions() []FunctionDoc {
 var functionOptions = func() []expr.Option {
 	var opts []expr.Option
 	for _, f := range functions {
-		opts = append(opts, expr.DisableBuiltin(f.Name), expr.Function(f.Name, f.fn, f.types...))
+		if _, ok := builtin.Index[f.Name]; ok {
+			opts = append(opts, expr.DisableBuiltin(f.Name))
+		}
+		opts = append(opts, expr.Function(f.Name, f.fn, f.types...))
 	}
 	return opts
 }()

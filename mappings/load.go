@@ -51,11 +51,13 @@ func Load(dir string, sinks []string) (*Set, error) {
 	set := &Set{byFormat: map[string]*Mapping{}}
 	var problems Problems
 	defined := map[string]string{} // format -> "file:line:col" of its first definition
+	files := 0
 	for _, e := range entries {
 		ext := filepath.Ext(e.Name())
 		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
 			continue
 		}
+		files++
 		l := loadFile(filepath.Join(dir, e.Name()), sinks)
 		problems = append(problems, l.problems...)
 		if l.formatNode != nil {
@@ -70,7 +72,7 @@ func Load(dir string, sinks []string) (*Set, error) {
 			set.formats = append(set.formats, l.m.Format)
 		}
 	}
-	if len(defined) == 0 && len(problems) == 0 {
+	if files == 0 {
 		problems = append(problems, Problem{File: dir, Message: "no mapping files (*.yaml, *.yml)"})
 	}
 	if err := problems.err(); err != nil {

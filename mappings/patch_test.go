@@ -63,6 +63,8 @@ func TestPatchedExpressions(t *testing.T) {
 		{"record field inside a predicate", `filter(items, .price > x * 4) | map(.name)`, `map(filter(__field(__rec, "items"), .price > __field(__rec, "x") * 4), .name)`, []any{"second"}},
 		{"$env untouched", `$env.__rec != nil`, `$env.__rec != nil`, true},
 		{"map literal keys untouched", `{type: payment.status}`, `{type: __field(__rec, "payment.status")}`, map[string]any{"type": "paid"}},
+		{"pipe into a function", `type | upper()`, `upper(__field(__rec, "type"))`, "CALL"},
+		{"pipe into field", `"first name" | field()`, `__field(__rec, "first name")`, "Jane"},
 		{"conditional", `type == "call" ? x : y`, `__field(__rec, "type") == "call" ? __field(__rec, "x") : __field(__rec, "y")`, 2.0},
 	}
 	for _, tt := range tests {

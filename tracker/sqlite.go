@@ -728,7 +728,7 @@ func (f *Filter) orderBy() string {
 		case SortProcessedDate:
 			terms = append(terms, "r.last_processed_at IS NULL", "r.last_processed_at"+dir)
 		case SortBatchReference:
-			terms = append(terms, "r.batch_reference"+dir)
+			terms = append(terms, "r.batch_reference IS NULL", "r.batch_reference"+dir)
 		}
 	}
 	return strings.Join(terms, ", ") + ", r.id"

@@ -187,9 +187,10 @@ type Filter struct {
 	ReceivedFrom, ReceivedTo time.Time
 	// Page is 1-based (0 means 1); PageSize 0 returns every selected request on one page.
 	Page, PageSize int
-	// Sorts order the requests; empty means receivedDate descending. Ties are always broken by
-	// request id, so paging is stable. Requests with nothing processed yet sort after the
-	// others by processedDate, in either direction.
+	// Sorts order the requests, first criterion first; empty means receivedDate descending.
+	// Ties are always broken by request id, so paging is stable. A request without the value
+	// (nothing processed yet, no batch reference) sorts after the others, in either direction.
+	// A key repeated is ignored after its first occurrence.
 	Sorts []Sort
 }
 

@@ -147,7 +147,7 @@ func TestPushContract(t *testing.T) {
 		{name: "payload not an array", client: "demo", secret: "demo-secret", body: `{"format":"activity","payload":{}}`, status: 400, bodyHas: "payload must be an array"},
 		{name: "element not an object", client: "demo", secret: "demo-secret", body: `{"format":"activity","payload":[{},3]}`, status: 400, bodyHas: "payload[1]"},
 		{name: "too many records", client: "demo", secret: "demo-secret", body: many(10001), status: 400, bodyHas: "10000"},
-		{name: "unknown format", client: "demo", secret: "demo-secret", body: `{"format":"nope","payload":[{}]}`, status: 400, bodyHas: `"nope"`},
+		{name: "unknown format", client: "demo", secret: "demo-secret", body: `{"format":"nope","payload":[{}]}`, status: 400, bodyHas: `nope`},
 		{name: "format not assigned", client: "other", secret: "other-secret", body: `{"format":"payment_status_updated","payload":[{}]}`, status: 403, bodyHas: "not assigned"},
 		{name: "empty payload", client: "demo", secret: "demo-secret", body: `{"format":"activity","payload":[]}`, status: 204},
 	}

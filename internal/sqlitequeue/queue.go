@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -81,7 +82,8 @@ type Config struct {
 
 // TopicConfig tunes the subscriptions of one topic.
 type TopicConfig struct {
-	// BatchSize is the most rows one claim takes. Default 64; use 1–2 for big payloads.
+	// BatchSize is the most rows one claim takes (at most MaxInFlight). Default 64; use 1–2
+	// for big payloads, which are held in memory from claim to settlement.
 	BatchSize int
 	// MaxInFlight is the most messages one subscription holds claimed and not yet acked or
 	// nacked. Default 128.
@@ -90,6 +92,12 @@ type TopicConfig struct {
 
 // Queue is a Watermill message.Publisher and message.Subscriber backed by SQLite.
 // All methods are safe for concurrent use.
+//
+// One Queue serves every topic, and Close stops all of it. Watermill's Router closes what it is
+// given (a handler's publisher when the handler stops, its subscriber as soon as the router
+// closes, before waiting for running handlers), so hand it q behind a wrapper whose Close does
+// nothing and close q yourself after Router.Close returns: cancelling the router's subscription
+// contexts then closes the channels while running handlers still ack normally.
 type Queue struct {
 	db           *sqlitedb.DB
 	logger       watermill.LoggerAdapter
@@ -188,14 +196,12 @@ func New(cfg Config) (*Queue, error) {
 }
 
 func defaultBackoff(attempt int) time.Duration {
-	const first, max = 100 * time.Millisecond, time.Minute
-	if attempt < 1 {
-		attempt = 1
+	const ceiling = time.Minute
+	d := 100 * time.Millisecond
+	for i := 1; i < attempt && d < ceiling; i++ {
+		d *= 2
 	}
-	if attempt > 12 { // 100ms << 11 already exceeds a minute
-		return max
-	}
-	return min(first<<(attempt-1), max)
+	return min(d, ceiling)
 }
 
 func (q *Queue) topicConfig(topic string) TopicConfig {
@@ -356,10 +362,7 @@ func (q *Queue) keepLeases() {
 		case <-ticker.C:
 		}
 		q.mu.Lock()
-		held := make(map[int64]int64, len(q.leases))
-		for id, attempts := range q.leases {
-			held[id] = attempts
-		}
+		held := maps.Clone(q.leases)
 		q.mu.Unlock()
 		if len(held) == 0 {
 			continue
@@ -478,7 +481,7 @@ func (s *subscription) run() {
 			continue
 		}
 		limit := min(s.batchSize, free)
-		ds, err := q.claim(s.ctx, s.topic, limit)
+		ds, claimed, err := s.claim(limit)
 		if err != nil {
 			if s.stopped() || errors.Is(err, sqlitedb.ErrClosed) {
 				return
@@ -489,36 +492,42 @@ func (s *subscription) run() {
 			}
 			continue
 		}
-		s.mu.Lock()
-		s.inFlight += len(ds)
-		s.mu.Unlock()
-		found, missing, err := q.loadPayloads(ds)
-		if err != nil {
-			q.logger.Error("Cannot read claimed messages", err, watermill.LogFields{"topic": s.topic})
-			s.release(ds, false)
-			if !wait(nil, q.pollInterval) {
-				return
-			}
-			continue
-		}
-		if len(missing) > 0 {
-			q.logger.Info("Skipping claimed messages settled elsewhere", watermill.LogFields{"topic": s.topic, "count": len(missing)})
-			q.drop(missing...)
-			s.settled(len(missing))
-		}
-		for i, d := range found {
+		for i, d := range ds {
 			if !s.send(d) {
-				s.release(found[i:], false)
+				s.release(ds[i:], false)
 				return
 			}
 		}
-		if len(ds) == limit {
+		if claimed == limit {
 			continue // there may be more ready rows
 		}
 		if !wait(s.wake, q.untilReady(s.topic)) {
 			return
 		}
 	}
+}
+
+// claim claims up to limit messages and loads their payloads. claimed counts the rows claimed,
+// including any found settled elsewhere meanwhile, which are not returned.
+func (s *subscription) claim(limit int) (ds []*delivery, claimed int, err error) {
+	ds, err = s.q.claim(s.ctx, s.topic, limit)
+	if err != nil || len(ds) == 0 {
+		return nil, 0, err
+	}
+	s.mu.Lock()
+	s.inFlight += len(ds)
+	s.mu.Unlock()
+	found, missing, err := s.q.loadPayloads(ds)
+	if err != nil {
+		s.release(ds, false)
+		return nil, 0, err
+	}
+	if len(missing) > 0 {
+		s.q.logger.Info("Skipping claimed messages settled elsewhere", watermill.LogFields{"topic": s.topic, "count": len(missing)})
+		s.q.drop(missing...)
+		s.settled(len(missing))
+	}
+	return found, len(ds), nil
 }
 
 // send hands d to the consumer and starts settling it; it reports false, without sending, if the
@@ -639,7 +648,6 @@ func (s *subscription) release(ds []*delivery, delivered bool) {
 func (q *Queue) claim(ctx context.Context, topic string, limit int) ([]*delivery, error) {
 	var ds []*delivery
 	err := q.db.Write(ctx, func(tx *sql.Tx) error {
-		ds = ds[:0]
 		now := time.Now()
 		rows, err := tx.Query(`
 UPDATE queue_messages SET locked_until = ?, attempts = attempts + 1

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,13 +82,18 @@ func expectNothing(t testing.TB, ch <-chan *message.Message, d time.Duration) {
 	}
 }
 
+// rowCount counts stored messages, checking that each has exactly one payload row.
 func rowCount(t testing.TB, db *sqlitedb.DB) int {
 	t.Helper()
-	var n int
-	if err := db.Reader().QueryRow(`SELECT COUNT(*) FROM queue_messages`).Scan(&n); err != nil {
+	var msgs, payloads int
+	err := db.Reader().QueryRow(`SELECT (SELECT COUNT(*) FROM queue_messages), (SELECT COUNT(*) FROM queue_payloads)`).Scan(&msgs, &payloads)
+	if err != nil {
 		t.Fatalf("count rows: %v", err)
 	}
-	return n
+	if msgs != payloads {
+		t.Fatalf("%d messages but %d payloads", msgs, payloads)
+	}
+	return msgs
 }
 
 // waitRows waits until the table holds want rows (acks are applied asynchronously).
@@ -188,6 +194,54 @@ func TestRoundTrip(t *testing.T) {
 	if got["id-nil"].Payload != nil {
 		t.Errorf("nil payload came back as %#v", got["id-nil"].Payload)
 	}
+	if got["id-empty"].Payload == nil {
+		t.Errorf("empty payload came back as nil")
+	}
+}
+
+// TestBigPayloadLeaseWritesAreSmall checks that claiming and nacking a 10 MB message does not
+// rewrite its payload (SQLite rewrites a whole record when a column changes size).
+func TestBigPayloadLeaseWritesAreSmall(t *testing.T) {
+	db := openDB(t)
+	q := newQueue(t, Config{DB: db, Backoff: func(int) time.Duration { return 0 }})
+	big := make([]byte, 10<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	publish(t, q, "big", message.NewMessage("big", big))
+
+	raw, err := sql.Open("sqlite3", "file:"+db.Path()+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	walWritten := func(f func()) int64 {
+		t.Helper()
+		var busy, logFrames, checkpointed int
+		if err := raw.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &checkpointed); err != nil || busy != 0 {
+			t.Fatalf("checkpoint: busy=%d err=%v", busy, err)
+		}
+		f()
+		st, err := os.Stat(db.Path() + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+
+	ch := subscribe(t, q, context.Background(), "big")
+	var msg *message.Message
+	if n := walWritten(func() { msg = receive(t, ch, 5*time.Second) }); n > 1<<20 {
+		t.Errorf("claim wrote %d bytes to the WAL", n)
+	}
+	if !bytes.Equal(msg.Payload, big) {
+		t.Fatal("payload differs")
+	}
+	if n := walWritten(func() { msg.Nack(); msg = receive(t, ch, 5*time.Second) }); n > 1<<20 {
+		t.Errorf("nack and second claim wrote %d bytes to the WAL", n)
+	}
+	msg.Ack()
+	waitRows(t, db, 0)
 }
 
 func TestNackRedeliversWithBackoff(t *testing.T) {
@@ -252,7 +306,7 @@ func TestDefaultBackoff(t *testing.T) {
 
 func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 	db := openDB(t)
-	const lease = 300 * time.Millisecond
+	const lease = 500 * time.Millisecond
 	holder := newQueue(t, Config{DB: db, LeaseDuration: lease})
 	// A competing consumer polling often: it would take the message if its lease lapsed.
 	rival := newQueue(t, Config{DB: db, LeaseDuration: lease, PollInterval: 20 * time.Millisecond})
@@ -262,7 +316,7 @@ func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 	msg := receive(t, held, 2*time.Second)
 
 	rivalCh := subscribe(t, rival, context.Background(), "slow")
-	expectNothing(t, rivalCh, 5*lease) // the "handler" runs for five leases
+	expectNothing(t, rivalCh, 4*lease) // the "handler" runs for four leases
 	msg.Ack()
 	waitRows(t, db, 0)
 	expectNothing(t, rivalCh, 2*lease)
@@ -434,6 +488,40 @@ func TestSubscribeContextCancel(t *testing.T) {
 	ch = subscribe(t, q, context.Background(), "cancel")
 	receive(t, ch, 2*time.Second).Ack()
 	waitRows(t, db, 0)
+}
+
+// TestRouterGracefulClose shows the shutdown the Queue documents for Watermill's Router:
+// handlers run concurrently, and Router.Close lets running handlers finish and ack.
+func TestRouterGracefulClose(t *testing.T) {
+	db := openDB(t)
+	q := newQueue(t, Config{DB: db})
+	const n = 5
+	for i := range n {
+		publish(t, q, "router", newMsg(fmt.Sprint(i)))
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started sync.WaitGroup
+	started.Add(n)
+	var handled atomic.Int32
+	router.AddConsumerHandler("slow", "router", unclosable{q}, func(msg *message.Message) error {
+		started.Done()
+		time.Sleep(300 * time.Millisecond)
+		handled.Add(1)
+		return nil
+	})
+	go router.Run(context.Background())
+	<-router.Running()
+	started.Wait() // all n handlers run at once: delivery does not wait for acks
+	if err := router.Close(); err != nil {
+		t.Fatalf("router close: %v", err)
+	}
+	if h := handled.Load(); h != n {
+		t.Fatalf("%d handlers finished, want %d", h, n)
+	}
+	waitRows(t, db, 0) // every message acked, none released for redelivery
 }
 
 func TestClaimUsesCoveringIndex(t *testing.T) {

@@ -12,12 +12,12 @@ import (
 	"github.com/opengw/gateway/internal/sqlitedb"
 )
 
-// sharedPublisher is a Queue handed out as a publisher that its receiver must not close.
-// The suite closes a constructor's publisher as soon as it only needs the subscriber, and both
-// are the same Queue (as Watermill's Router closes a handler's publisher when the handler stops).
-type sharedPublisher struct{ *Queue }
+// unclosable is a Queue handed to code that closes what it is given but does not own the
+// Queue: the suite closes a constructor's publisher as soon as it only needs the subscriber,
+// and both are the same Queue; Watermill's Router closes handlers' publishers and subscribers.
+type unclosable struct{ *Queue }
 
-func (sharedPublisher) Close() error { return nil }
+func (unclosable) Close() error { return nil }
 
 // TestPubSub runs Watermill's universal Pub/Sub suite. Every constructor call within one test
 // returns a new Queue on that test's database file, so the persistence tests see one store
@@ -53,7 +53,7 @@ func TestPubSub(t *testing.T) {
 			t.Fatalf("new queue: %v", err)
 		}
 		t.Cleanup(func() { q.Close() })
-		return sharedPublisher{q}, q
+		return unclosable{q}, q
 	}
 	tests.TestPubSub(t, tests.Features{
 		ConsumerGroups:      false, // every subscriber of a topic competes for its messages
