@@ -768,29 +768,8 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 		for len(seqs) > 0 {
 			part := seqs[:min(chunk, len(seqs))]
 			seqs = seqs[len(part):]
-			var b strings.Builder
-			var args []any
-			b.WriteString(`SELECT m.request_seq, m.idx, m.external_reference, m.type, m.status, m.processed_at,
-				m.errors, m.mapping_version FROM tracker_messages m `)
-			switch {
-			case byReference:
-				// "+" keeps the planner on the reference index.
-				b.WriteString("WHERE m.external_reference IN (" + marks(len(f.ExternalReferences)) + ") AND +m.request_seq IN (")
-				args = appendStrings(args, f.ExternalReferences)
-			case len(f.Statuses) > 0:
-				// Without statistics the planner would read every message of the request
-				// through the primary key; the status index reads only the matching ones.
-				b.WriteString("INDEXED BY tracker_messages_status WHERE m.request_seq IN (")
-			default:
-				b.WriteString("WHERE m.request_seq IN (")
-			}
-			b.WriteString(marks(len(part)) + ")")
-			for _, seq := range part {
-				args = append(args, seq)
-			}
-			args = f.messageCriteria(&b, args)
-			b.WriteString(" ORDER BY m.request_seq, m.idx")
-			rows, err := tx.QueryContext(ctx, b.String(), args...)
+			query, args := f.messagesQuery(part, byReference)
+			rows, err := tx.QueryContext(ctx, query, args...)
 			if err != nil {
 				return fmt.Errorf("tracker: list messages: %w", err)
 			}
@@ -836,6 +815,34 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 		return err
 	}
 	return load(byRecord, true)
+}
+
+// messagesQuery selects the messages to show of the requests seqs: through the reference
+// index for requests selected by a record's reference (byReference), else by request.
+func (f *Filter) messagesQuery(seqs []int64, byReference bool) (string, []any) {
+	var b strings.Builder
+	var args []any
+	b.WriteString(`SELECT m.request_seq, m.idx, m.external_reference, m.type, m.status, m.processed_at,
+		m.errors, m.mapping_version FROM tracker_messages m `)
+	switch {
+	case byReference:
+		// "+" keeps the planner on the reference index.
+		b.WriteString("WHERE m.external_reference IN (" + marks(len(f.ExternalReferences)) + ") AND +m.request_seq IN (")
+		args = appendStrings(args, f.ExternalReferences)
+	case len(f.Statuses) > 0:
+		// Without statistics the planner would read every message of the request through the
+		// primary key; the status index reads only the matching ones.
+		b.WriteString("INDEXED BY tracker_messages_status WHERE m.request_seq IN (")
+	default:
+		b.WriteString("WHERE m.request_seq IN (")
+	}
+	b.WriteString(marks(len(seqs)) + ")")
+	for _, seq := range seqs {
+		args = append(args, seq)
+	}
+	args = f.messageCriteria(&b, args)
+	b.WriteString(" ORDER BY m.request_seq, m.idx")
+	return b.String(), args
 }
 
 // toRanges turns indexes into sorted, merged, inclusive [from, to] runs.

@@ -449,3 +449,66 @@ func TestAppendJSONString(t *testing.T) {
 		t.Fatalf("%s", got)
 	}
 }
+
+// TestQueryPlans pins the indexes the searches use (see the schema's comment): a planner
+// change that falls back to scanning would pass the functional tests and fail the benchmark.
+func TestQueryPlans(t *testing.T) {
+	tr, _ := searchFixture(t)
+	plan := func(query string, args []any) string {
+		rows, err := tr.db.Reader().Query("EXPLAIN QUERY PLAN "+query, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, detail)
+		}
+		return strings.Join(out, "; ")
+	}
+	day := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		f    Filter
+		want []string // substrings of the requests query's plan
+	}{
+		{"by id", Filter{RequestIDs: []string{"a1"}}, []string{"USING INDEX sqlite_autoindex_tracker_requests_1 (id=?)"}},
+		{"by reference", Filter{ExternalReferences: []string{"x"}}, []string{
+			"USING INTEGER PRIMARY KEY (rowid=?)",
+			"USING COVERING INDEX tracker_messages_external_reference (external_reference=?)",
+			"USING COVERING INDEX tracker_requests_client_batch (client_id=? AND batch_reference=?)"}},
+		{"status and dates", Filter{Statuses: []Status{Failed}, ReceivedFrom: day, ReceivedTo: day.AddDate(0, 0, 7)}, []string{
+			"USING INDEX tracker_requests_client_received (client_id=? AND received_at>? AND received_at<?)"}},
+		{"type and status", Filter{MessageTypes: []string{"call"}, Statuses: []Status{Failed}, ReceivedFrom: day}, []string{
+			"USING INDEX tracker_requests_client_received (client_id=? AND received_at>?)",
+			"USING COVERING INDEX tracker_messages_status (request_seq=? AND status=? AND type=?)"}},
+	} {
+		where, args := c.f.where("demo")
+		got := plan("SELECT r.seq FROM tracker_requests r WHERE "+where+" ORDER BY "+c.f.orderBy(), args)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: plan %q lacks %q", c.name, got, w)
+			}
+		}
+	}
+	for _, c := range []struct {
+		name        string
+		f           Filter
+		byReference bool
+		want        string
+	}{
+		{"all messages", Filter{}, false, "USING PRIMARY KEY (request_seq=?)"},
+		{"by status", Filter{Statuses: []Status{Failed}}, false, "USING INDEX tracker_messages_status (request_seq=? AND status=?)"},
+		{"by reference", Filter{ExternalReferences: []string{"x"}}, true, "USING INDEX tracker_messages_external_reference (external_reference=?)"},
+	} {
+		q, args := c.f.messagesQuery([]int64{1, 2}, c.byReference)
+		if got := plan(q, args); !strings.Contains(got, c.want) {
+			t.Errorf("messages %s: plan %q lacks %q", c.name, got, c.want)
+		}
+	}
+}

@@ -64,6 +64,7 @@ type TrackingAPI struct {
 const (
 	trackingMaxBody     = 1 << 20 // bytes of a request body
 	trackingMaxPageSize = 1000
+	trackingMaxValues   = 1000 // values of one search criterion (each is an SQL parameter)
 	trackingTimeLayout  = "2006-01-02T15:04:05-07:00"
 )
 
@@ -404,6 +405,9 @@ func (q *trackingQuery) parseSearch(raw json.RawMessage, now time.Time) error {
 		values, err := trackingValues(c.Value)
 		if err != nil {
 			return trackingBad("search[%d].value (%s) must be a string or a non-empty list of strings, got %s", i, by, trackingShort(c.Value))
+		}
+		if len(values) > trackingMaxValues {
+			return trackingBad("search[%d].value (%s) has %d values; at most %d are allowed", i, by, len(values), trackingMaxValues)
 		}
 		repeated := seen[key]
 		seen[key] = true

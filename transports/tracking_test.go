@@ -604,6 +604,7 @@ func TestTrackingBadRequests(t *testing.T) {
 		{"unparsable to", s(`{"by": "recievedDate", "value": ["2018-10-01", "2018-13-01"]}`), `search[0].value (recievedDate): "2018-13-01" is not a date`},
 		{"three dates", s(`{"by": "receivedDate", "value": ["2018-10-01", "2018-10-02", "2018-10-03"]}`), `give one date (a whole day) or [from, to], not 3 values`},
 		{"from after to", s(`{"by": "receivedDate", "value": ["2018-10-02", "2018-10-01"]}`), `from "2018-10-02" is after to "2018-10-01"`},
+		{"too many values", s(`{"by": "externalReference", "value": [` + strings.Repeat(`"r",`, 1000) + `"r"]}`), `search[0].value (externalReference) has 1001 values; at most 1000 are allowed`},
 		{"repeated externalReference", s(`{"by": "externalReference", "value": "a"}, {"by": "externalReference", "value": "b"}`), `search[1]: externalReference is given more than once`},
 		{"paging not an object", `{"paging": [1, 10]}`, `paging must be an object {"number": ..., "size": ...}, got [1, 10]`},
 		{"page size 0", `{"paging": {"number": 1, "size": 0}}`, `paging.size must be a number from 1 to 1000, got 0`},
@@ -640,6 +641,16 @@ func TestTrackingBadRequests(t *testing.T) {
 	code, out := trackingDo(t, api, "demo", "/tracking", big)
 	if code != http.StatusRequestEntityTooLarge || out.Success || out.Error == nil || !strings.Contains(out.Error.Message, "1048576 bytes") {
 		t.Fatalf("big body: %d %s", code, out.raw)
+	}
+	// The most values a criterion may have.
+	refs := make([]string, 1000)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("%q", fmt.Sprint("ref-", i))
+	}
+	refs[999] = `"q-3"`
+	out = trackingSearch(t, api, "demo", `{"search": [{"by": "externalReference", "value": [`+strings.Join(refs, ",")+`]}, {"by": "id", "value": [`+strings.Join(refs, ",")+`, "`+trackingD2+`"]}]}`)
+	if out.brief() != "d2:1" {
+		t.Fatalf("1000 values: %s", out.brief())
 	}
 	// Just under the limit is fine.
 	ok := `{"search": [{"by": "id", "value": "` + strings.Repeat("x", 1<<20-100) + `"}]}`

@@ -48,6 +48,11 @@ func TestCrashAfterAcknowledgement(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
+	before := any(0) // the table appears with the first delivered record
+	if len(g.sinkRows(t, `SELECT name FROM sqlite_master WHERE name = 'activities'`)) == 1 {
+		before = g.sinkRows(t, `SELECT count(*) AS n FROM activities`)[0]["n"]
+	}
+	t.Logf("%d pushes acknowledged; %v records in the sink when killed", len(accepted), before)
 
 	g2, _ := startProcess(t, exampleConfig, dataDir)
 	total := 0
