@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -15,38 +14,6 @@ import (
 	"github.com/opengw/gateway/sinks"
 	"github.com/opengw/gateway/tracker"
 )
-
-// split records a big envelope's messages in the tracker and cuts it into fragments.
-func (p *Pipeline) split(msg *message.Message) ([]*message.Message, error) {
-	ctx := msg.Context()
-	requestID, format := msg.Metadata.Get(mdRequest), msg.Metadata.Get(mdFormat)
-	records := splitRecords(msg.Payload)
-	m, ok := p.cfg.Mappings().Get(format)
-	if !ok {
-		return nil, p.failAll(ctx, requestID, 0, len(records), fmt.Sprintf("format %q is no longer configured", format))
-	}
-	cancelled, err := p.cfg.Tracker.AddMessages(ctx, requestID, newMessages(m, records, 0))
-	if err != nil {
-		return nil, fmt.Errorf("record messages of request %s: %w", requestID, err)
-	}
-	if cancelled {
-		return nil, nil
-	}
-	size := p.cfg.FragmentSize
-	var out []*message.Message
-	for off := 0; off < len(records); off += size {
-		end := min(off+size, len(records))
-		// A deterministic id: a replayed split produces the same fragment ids.
-		id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID+"/"+strconv.Itoa(off))).String()
-		f := message.NewMessage(id, joinRecords(records[off:end]))
-		f.Metadata.Set(mdRequest, requestID)
-		f.Metadata.Set(mdFormat, format)
-		f.Metadata.Set(mdOffset, strconv.Itoa(off))
-		f.Metadata.Set(mdStage, stageSplit)
-		out = append(out, f)
-	}
-	return out, nil
-}
 
 // process validates and maps a fragment's records, records invalid ones, claims valid ones
 // (cancelled messages are never claimed) and hands them to their sinks' topics.
@@ -59,14 +26,12 @@ func (p *Pipeline) process(msg *message.Message) error {
 	if !ok {
 		return p.failAll(ctx, requestID, offset, len(records), fmt.Sprintf("format %q is no longer configured", format))
 	}
-	if msg.Metadata.Get(mdStage) == stageNew {
-		cancelled, err := p.cfg.Tracker.AddMessages(ctx, requestID, newMessages(m, records, offset))
-		if err != nil {
-			return fmt.Errorf("record messages of request %s: %w", requestID, err)
-		}
-		if cancelled {
-			return nil
-		}
+	cancelled, err := p.cfg.Tracker.AddMessages(ctx, requestID, newMessages(m, records, offset))
+	if err != nil {
+		return fmt.Errorf("record messages of request %s: %w", requestID, err)
+	}
+	if cancelled {
+		return nil
 	}
 	var invalid []tracker.Result
 	var valid []int

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/opengw/gateway/internal/sqlitedb"
 	"github.com/opengw/gateway/tracker"
 )
 
@@ -43,10 +44,6 @@ var ErrIdempotencyConflict = errors.New("the Idempotency-Key was already used fo
 // idempotencyTTL is how long an Idempotency-Key is remembered.
 const idempotencyTTL = 24 * time.Hour
 
-// bigEnvelopeBytes routes envelopes at least this large through the split stage, whatever their
-// record count, so the fragment topic only ever holds small messages.
-const bigEnvelopeBytes = 1 << 20
-
 const intakeSchema = `
 CREATE TABLE IF NOT EXISTS intake_idempotency (
 	client_id  TEXT NOT NULL,
@@ -71,7 +68,7 @@ CREATE TABLE IF NOT EXISTS intake_sequence (
 func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	now := p.now()
 	requestID := uuid.NewString()
-	topic, msg := p.intakeMessage(requestID, s.Envelope)
+	fragments := p.fragments(requestID, s.Envelope)
 	req := tracker.Request{
 		ID:             requestID,
 		ClientID:       s.ClientID,
@@ -82,7 +79,8 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		Total:          len(s.Envelope.Records),
 	}
 	var receipt Receipt
-	err := p.cfg.DB.Write(ctx, func(tx *sql.Tx) error {
+	// Urgent: a partner is waiting for this commit; pipeline writes can wait a little.
+	err := p.cfg.DB.Write(sqlitedb.Urgent(ctx), func(tx *sql.Tx) error {
 		receipt = Receipt{RequestID: requestID}
 		var hash string
 		if s.IdempotencyKey != "" {
@@ -110,7 +108,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 				return fmt.Errorf("allocate event sequence: %w", err)
 			}
 		}
-		if err := p.cfg.Queue.InsertTx(tx, topic, msg); err != nil {
+		if err := p.cfg.Queue.InsertTx(tx, topicFragments, fragments...); err != nil {
 			return fmt.Errorf("enqueue request %s: %w", requestID, err)
 		}
 		if err := p.cfg.Tracker.AcceptTx(tx, req); err != nil {
@@ -129,25 +127,27 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		return Receipt{}, err
 	}
 	if !receipt.Replayed {
-		p.cfg.Queue.Notify(topic)
+		p.cfg.Queue.Notify(topicFragments)
 	}
 	return receipt, nil
 }
 
-// intakeMessage builds the queue message for a new request: big envelopes go whole to the split
-// stage; small ones skip it and go straight to processing as a single fragment.
-func (p *Pipeline) intakeMessage(requestID string, env Envelope) (string, *message.Message) {
-	payload := joinRecords(env.Records)
-	topic, stage := topicFragments, stageNew
-	if len(env.Records) > p.cfg.FragmentSize || len(payload) >= bigEnvelopeBytes {
-		topic, stage = topicEnvelopes, stageUnsplit
+// fragments cuts a new request's records into fragments of at most FragmentSize records, the
+// unit of processing. Cutting here, while the records are already parsed, writes each byte to
+// the queue once; a separate split stage would write a big envelope twice and delete it once,
+// all through SQLite's single writer that every 202 waits for.
+func (p *Pipeline) fragments(requestID string, env Envelope) []*message.Message {
+	size := p.cfg.FragmentSize
+	out := make([]*message.Message, 0, (len(env.Records)+size-1)/size)
+	for off := 0; off < len(env.Records); off += size {
+		end := min(off+size, len(env.Records))
+		f := message.NewMessage(uuid.NewString(), joinRecords(env.Records[off:end]))
+		f.Metadata.Set(mdRequest, requestID)
+		f.Metadata.Set(mdFormat, env.Format)
+		f.Metadata.Set(mdOffset, strconv.Itoa(off))
+		out = append(out, f)
 	}
-	msg := message.NewMessage(uuid.NewString(), payload)
-	msg.Metadata.Set(mdRequest, requestID)
-	msg.Metadata.Set(mdFormat, env.Format)
-	msg.Metadata.Set(mdOffset, "0")
-	msg.Metadata.Set(mdStage, stage)
-	return topic, msg
+	return out
 }
 
 // purgeIdempotencyKeys forgets keys older than idempotencyTTL.

@@ -1,13 +1,12 @@
 // Package pipeline turns accepted envelopes into delivered records. It owns the intake
-// transaction (envelope + tracker request, committed together before a partner hears 202) and
-// the Watermill router whose handlers split envelopes into fragments, validate and map each
-// record with its format's mapping, deliver mapped records to sinks, and record every status
-// change in the tracker.
+// transaction (an envelope's fragments + its tracker request, committed together before a
+// partner hears 202) and the Watermill router whose handlers validate and map each record with
+// its format's mapping, deliver mapped records to sinks, and record every status change in the
+// tracker.
 //
 // Topics (all on the durable queue):
 //
-//	envelopes       big envelopes, split into fragments of FragmentSize records
-//	fragments       record arrays to validate and map (small envelopes start here)
+//	fragments       up to FragmentSize records of one request, to validate and map
 //	deliver.<sink>  mapped records for one sink; one topic per sink, so a sink that is down
 //	                only delays its own records
 //
@@ -34,21 +33,12 @@ import (
 )
 
 const (
-	topicEnvelopes     = "envelopes"
 	topicFragments     = "fragments"
 	topicDeliverPrefix = "deliver."
 
 	mdRequest = "request_id"
 	mdFormat  = "format"
 	mdOffset  = "offset"
-	mdStage   = "stage"
-
-	// stageUnsplit: a whole envelope whose messages are not yet in the tracker.
-	stageUnsplit = "unsplit"
-	// stageNew: a fragment whose messages are not yet in the tracker (a small envelope).
-	stageNew = "new"
-	// stageSplit: a fragment cut from an envelope whose messages the split stage recorded.
-	stageSplit = "split"
 )
 
 // Config wires a Pipeline. All fields but Now and Log are required.
@@ -107,11 +97,11 @@ func New(cfg Config) (*Pipeline, error) {
 	router.AddMiddleware(middleware.Recoverer)
 	p := &Pipeline{cfg: cfg, router: router, log: cfg.Log}
 
-	router.AddHandler("split", topicEnvelopes, cfg.Queue, topicFragments, cfg.Queue, p.split)
-	router.AddConsumerHandler("process", topicFragments, cfg.Queue, p.process)
+	sub := unclosable{cfg.Queue}
+	router.AddConsumerHandler("process", topicFragments, sub, p.process)
 	for _, name := range cfg.Sinks.Names() {
 		sink, _ := cfg.Sinks.Get(name)
-		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, cfg.Queue, p.deliverTo(name, sink))
+		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, sub, p.deliverTo(name, sink))
 	}
 	return p, nil
 }
@@ -120,8 +110,6 @@ func New(cfg Config) (*Pipeline, error) {
 // suit their message sizes, for configuring the queue.
 func QueueTopics(sinkNames []string) map[string]sqlitequeue.TopicConfig {
 	topics := map[string]sqlitequeue.TopicConfig{
-		// Up to 10 MiB each: few at a time.
-		topicEnvelopes: {BatchSize: 1, MaxInFlight: 2},
 		topicFragments: {BatchSize: 64, MaxInFlight: 64},
 	}
 	for _, n := range sinkNames {
@@ -147,6 +135,14 @@ func (p *Pipeline) Running() chan struct{} { return p.router.Running() }
 func (p *Pipeline) Close() error { return p.router.Close() }
 
 func (p *Pipeline) now() time.Time { return p.cfg.Now() }
+
+// unclosable hands the queue to the router without letting it close it: the router closes a
+// handler's subscriber when the handler stops and at the start of Close, before running
+// handlers finish, which would release (and so redo) every in-flight message. The owner of
+// the queue closes it after the router has stopped.
+type unclosable struct{ *sqlitequeue.Queue }
+
+func (unclosable) Close() error { return nil }
 
 func (p *Pipeline) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -128,7 +129,7 @@ func (s *SQLite) AcceptTx(tx *sql.Tx, r Request) error {
 	_, err := tx.Exec(`INSERT INTO tracker_requests
 		(id, client_id, client_name, batch_reference, format, received_at, total)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, r.ReceivedAt.UnixNano(), r.Total)
+		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, unixNano(r.ReceivedAt), r.Total)
 	if err != nil {
 		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
 	}
@@ -138,20 +139,18 @@ func (s *SQLite) AcceptTx(tx *sql.Tx, r Request) error {
 // requestRow is what the write methods need of a request.
 type requestRow struct {
 	seq       int64
-	total     int
-	rows      int
 	cancelled bool
 }
 
 func lookupRequest(tx *sql.Tx, id string) (requestRow, error) {
 	var r requestRow
-	err := tx.QueryRow(`SELECT seq, total, n_rows, cancelled_at IS NOT NULL FROM tracker_requests WHERE id = ?`, id).
-		Scan(&r.seq, &r.total, &r.rows, &r.cancelled)
+	err := tx.QueryRow(`SELECT seq, cancelled_at IS NOT NULL FROM tracker_requests WHERE id = ?`, id).
+		Scan(&r.seq, &r.cancelled)
 	if err == sql.ErrNoRows {
-		return r, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return r, ErrNotFound
 	}
 	if err != nil {
-		return r, fmt.Errorf("tracker: look up request %s: %w", id, err)
+		return r, fmt.Errorf("look up request: %w", err)
 	}
 	return r, nil
 }
@@ -262,7 +261,7 @@ func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMe
 // already Processing (a redelivered fragment). Messages that are cancelled, already terminal,
 // or were never recorded are left out, so the caller never delivers them. Claim and Cancel are
 // compare-and-set transitions on the message's status in one writer, so for each Queued message
-// exactly one of them wins.
+// exactly one of them wins. It returns ErrNotFound (wrapped) if the request was never accepted.
 func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]int, error) {
 	rs := toRanges(indexes)
 	var claimed []int
@@ -329,7 +328,8 @@ func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]
 // Now(). A message already terminal keeps its first terminal status (so redelivery and a
 // Cancel that won are harmless); a message not recorded is ignored; of several results for
 // one index the first counts. A message may finish straight from Queued (e.g. Invalid at
-// validation). Results with a non-terminal status are an error.
+// validation). Results with a non-terminal status are an error, and so (ErrNotFound, wrapped)
+// is a request never accepted.
 func (s *SQLite) Finish(ctx context.Context, requestID string, results []Result) error {
 	// Results with the same outcome (status, errors, mapping version) — typically a whole
 	// fragment Complete — are updated by index ranges, one statement per contiguous run.
@@ -636,11 +636,11 @@ func (f *Filter) where(clientID string) (string, []any) {
 	}
 	if !f.ReceivedFrom.IsZero() {
 		b.WriteString(" AND r.received_at >= ?")
-		args = append(args, f.ReceivedFrom.UnixNano())
+		args = append(args, unixNano(f.ReceivedFrom))
 	}
 	if !f.ReceivedTo.IsZero() {
 		b.WriteString(" AND r.received_at <= ?")
-		args = append(args, f.ReceivedTo.UnixNano())
+		args = append(args, unixNano(f.ReceivedTo))
 	}
 	hasMessageCriteria := len(f.MessageTypes) > 0 || len(f.Statuses) > 0
 	// anyMessage is the condition "some message of r meets the type and status criteria".
@@ -877,6 +877,23 @@ func appendStrings(args []any, values []string) []any {
 	}
 	return args
 }
+
+// unixNano is t in Unix nanoseconds, clamped to what an int64 holds (years 1678 to 2262), so a
+// search from year 1 or to year 9999 means "unbounded" rather than overflowing.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return math.MinInt64
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
 
 // nullString stores "" as NULL.
 func nullString(s string) any {

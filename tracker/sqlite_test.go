@@ -392,6 +392,8 @@ func TestFindSemantics(t *testing.T) {
 		{"sort processed desc, unprocessed last", Filter{Sorts: []Sort{{By: SortProcessedDate, Desc: true}}}, "a1:0,1,2 a2:0,1 a3:0", 3},
 		{"page 2 of size 2", Filter{Page: 2, PageSize: 2}, "a1:0,1,2", 3},
 		{"page beyond end", Filter{Page: 3, PageSize: 2}, "", 3},
+		{"range beyond int64 nanoseconds", Filter{ReceivedFrom: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), ReceivedTo: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)}, "a3:0 a2:0,1 a1:0,1,2", 3},
+		{"range before the requests", Filter{ReceivedFrom: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), ReceivedTo: may1.Add(-1)}, "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,13 +14,17 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
-// maxGroup bounds how many callers share one transaction, so a burst cannot hold the write lock
-// (and delay every caller's acknowledgement) for too long.
-const maxGroup = 256
+// A group stops taking jobs at maxGroup jobs or once it has run for groupBudget, so a burst of
+// background work cannot hold the write lock (and delay every waiting caller) for long.
+const (
+	maxGroup    = 256
+	groupBudget = 5 * time.Millisecond
+)
 
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("sqlitedb: database is closed")
@@ -33,6 +37,7 @@ type DB struct {
 	read  *sql.DB
 
 	jobs      chan *job
+	urgent    chan *job // served before jobs: writes a client is waiting on
 	closing   chan struct{}
 	closeOnce sync.Once
 	loopDone  chan struct{}
@@ -80,6 +85,7 @@ func Open(path string) (*DB, error) {
 		write:    w,
 		read:     r,
 		jobs:     make(chan *job, maxGroup),
+		urgent:   make(chan *job, maxGroup),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
@@ -105,6 +111,12 @@ func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return res, err
 }
 
+type urgentKey struct{}
+
+// Urgent marks a context so that Write serves it before background writes: use it for writes
+// an HTTP client is waiting on (an intake commit), not for pipeline work.
+func Urgent(ctx context.Context) context.Context { return context.WithValue(ctx, urgentKey{}, true) }
+
 // Write runs fn in a transaction it may share with other concurrent Write calls, and returns
 // once that transaction is committed (durable: synchronous=FULL). fn runs inside a savepoint:
 // if it returns an error, its changes alone are rolled back and Write returns that error.
@@ -117,8 +129,12 @@ func (db *DB) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		db.mu.RUnlock()
 		return ErrClosed
 	}
+	queue := db.jobs
+	if ctx.Value(urgentKey{}) != nil {
+		queue = db.urgent
+	}
 	select {
-	case db.jobs <- j:
+	case queue <- j:
 		db.mu.RUnlock()
 	case <-ctx.Done():
 		db.mu.RUnlock()
@@ -131,39 +147,55 @@ func (db *DB) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 func (db *DB) loop() {
 	defer close(db.loopDone)
-	group := make([]*job, 0, maxGroup)
 	for {
 		var first *job
 		select {
-		case first = <-db.jobs:
-		case <-db.closing:
-			// Drain what was queued before Close so no caller waits forever.
-			for {
-				select {
-				case j := <-db.jobs:
-					db.runGroup([]*job{j})
-				default:
-					return
+		case first = <-db.urgent:
+		default:
+			select {
+			case first = <-db.urgent:
+			case first = <-db.jobs:
+			case <-db.closing:
+				// Close waited for every queued send: answer what is left, one by one.
+				for {
+					select {
+					case j := <-db.urgent:
+						db.runGroup(j)
+					case j := <-db.jobs:
+						db.runGroup(j)
+					default:
+						return
+					}
 				}
 			}
 		}
-		group = append(group[:0], first)
-	gather:
-		for len(group) < maxGroup {
-			select {
-			case j := <-db.jobs:
-				group = append(group, j)
-			default:
-				break gather
-			}
-		}
-		db.runGroup(group)
+		db.runGroup(first)
 	}
 }
 
-func (db *DB) runGroup(group []*job) {
-	results := make([]error, len(group))
-	err := db.commitGroup(group, results)
+// next returns a queued job, urgent ones first, or nil when none is waiting.
+func (db *DB) next() *job {
+	select {
+	case j := <-db.urgent:
+		return j
+	default:
+	}
+	select {
+	case j := <-db.urgent:
+		return j
+	case j := <-db.jobs:
+		return j
+	default:
+		return nil
+	}
+}
+
+// runGroup runs first and as many queued jobs as fit the group limits in one transaction, then
+// answers every caller.
+func (db *DB) runGroup(first *job) {
+	group := []*job{first}
+	results := []error{nil}
+	err := db.commitGroup(&group, &results)
 	for i, j := range group {
 		if err != nil && results[i] == nil {
 			results[i] = err
@@ -172,46 +204,63 @@ func (db *DB) runGroup(group []*job) {
 	}
 }
 
-func (db *DB) commitGroup(group []*job, results []error) error {
+func (db *DB) commitGroup(group *[]*job, results *[]error) error {
 	tx, err := db.write.Begin()
 	if err != nil {
 		return fmt.Errorf("begin transaction on %s: %w", db.path, err)
 	}
-	single := len(group) == 1
-	for i, j := range group {
-		if err := j.ctx.Err(); err != nil {
-			results[i] = err
-			continue
+	start := time.Now()
+	for i := 0; ; i++ {
+		j := (*group)[i]
+		if err := db.runJob(tx, j); err != nil {
+			(*results)[i] = err
 		}
-		if single {
-			// No one to protect from this job's failure: skip the savepoint.
-			if err := j.fn(tx); err != nil {
-				results[i] = err
-				tx.Rollback()
-				return nil
-			}
-			continue
+		if i+1 == maxGroup || time.Since(start) > groupBudget {
+			break
 		}
-		if _, err := tx.Exec("SAVEPOINT job"); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("savepoint on %s: %w", db.path, err)
+		if closing := db.isClosing(); closing {
+			break
 		}
-		if err := j.fn(tx); err != nil {
-			results[i] = err
-			if _, rbErr := tx.Exec("ROLLBACK TO job"); rbErr != nil {
-				tx.Rollback()
-				return fmt.Errorf("roll back failed write on %s: %w (after %v)", db.path, rbErr, err)
-			}
+		next := db.next()
+		if next == nil {
+			break
 		}
-		if _, err := tx.Exec("RELEASE job"); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("release savepoint on %s: %w", db.path, err)
-		}
+		*group = append(*group, next)
+		*results = append(*results, nil)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit on %s: %w", db.path, err)
 	}
 	return nil
+}
+
+// runJob runs one caller's function inside a savepoint, rolling back only its changes on error.
+func (db *DB) runJob(tx *sql.Tx, j *job) error {
+	if err := j.ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := tx.Exec("SAVEPOINT job"); err != nil {
+		return fmt.Errorf("savepoint on %s: %w", db.path, err)
+	}
+	fnErr := j.fn(tx)
+	if fnErr != nil {
+		if _, err := tx.Exec("ROLLBACK TO job"); err != nil {
+			return fmt.Errorf("roll back failed write on %s: %w (after %v)", db.path, err, fnErr)
+		}
+	}
+	if _, err := tx.Exec("RELEASE job"); err != nil {
+		return fmt.Errorf("release savepoint on %s: %w", db.path, err)
+	}
+	return fnErr
+}
+
+func (db *DB) isClosing() bool {
+	select {
+	case <-db.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // Close stops accepting writes, finishes queued ones and closes both pools. It is idempotent.
