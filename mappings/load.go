@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -101,6 +102,8 @@ type loader struct {
 	m          *Mapping
 	formatNode *yaml.Node // set when the format was read, even if other things are wrong
 	problems   Problems
+	// schemaFiles holds every schema file read for `schema:` (absolute path -> content).
+	schemaFiles map[string][]byte
 }
 
 func loadFile(path string, sinks []string) *loader {
@@ -135,7 +138,23 @@ func loadFile(path string, sinks []string) *loader {
 		root = root.Content[0]
 	}
 	l.root(resolve(root))
+	if len(l.schemaFiles) > 0 {
+		l.m.Version = version(src, l.schemaFiles)
+	}
 	return l
+}
+
+// version is the first 12 hex digits of the SHA-256 of a mapping file followed by the schema
+// files it uses (each as its path and content, in path order), so that editing a schema
+// file makes a new version of the mapping too.
+func version(src []byte, schemaFiles map[string][]byte) string {
+	h := sha256.New()
+	h.Write(src)
+	for _, path := range slices.Sorted(maps.Keys(schemaFiles)) {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", path, len(schemaFiles[path]))
+		h.Write(schemaFiles[path])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
@@ -257,10 +276,19 @@ func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 	return items, true
 }
 
+// The keys a mapping file may use, in the order the reference documents them: at the top of
+// the file, in a validate entry, in a route and in a test case.
+var (
+	rootKeys  = []string{"format", "id", "type", "required", "schema", "validate", "routes", "tests"}
+	ruleKeys  = []string{"rule", "message"}
+	routeKeys = []string{"name", "when", "sink", "fields"}
+	testKeys  = []string{"name", "input", "expect", "invalid"}
+)
+
 var formatName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 func (l *loader) root(n *yaml.Node) {
-	vals, ok := l.mapping(n, "", "format", "id", "type", "required", "validate", "routes", "tests")
+	vals, ok := l.mapping(n, "", rootKeys...)
 	if !ok {
 		return
 	}
@@ -287,6 +315,9 @@ func (l *loader) root(n *yaml.Node) {
 			}
 		}
 	}
+	if v := vals["schema"]; v != nil {
+		l.schema(v)
+	}
 	if v := vals["validate"]; v != nil {
 		items, _ := l.list(v, "validate")
 		for i, item := range items {
@@ -312,7 +343,7 @@ func (l *loader) root(n *yaml.Node) {
 }
 
 func (l *loader) rule(n *yaml.Node, what string) {
-	vals, ok := l.mapping(n, what, "rule", "message")
+	vals, ok := l.mapping(n, what, ruleKeys...)
 	if !ok {
 		return
 	}
@@ -338,7 +369,7 @@ func (l *loader) routes(items []*yaml.Node) bool {
 	names := map[string]bool{}
 	for i, n := range items {
 		what := fmt.Sprintf("routes[%d]", i)
-		vals, isMap := l.mapping(n, what, "name", "when", "sink", "fields")
+		vals, isMap := l.mapping(n, what, routeKeys...)
 		if !isMap {
 			ok = false
 			continue
@@ -471,7 +502,7 @@ func (l *loader) indent(line int) int {
 }
 
 func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK bool) {
-	vals, ok := l.mapping(n, what, "name", "input", "expect", "invalid")
+	vals, ok := l.mapping(n, what, testKeys...)
 	if !ok {
 		return
 	}

@@ -17,11 +17,12 @@ import (
 type Mapping struct {
 	Format   string   // the format named in the envelope
 	File     string   // the file it was loaded from
-	Version  string   // first 12 hex digits of the SHA-256 of the file, to tell revisions apart
+	Version  string   // 12 hex digits of the SHA-256 of the file and its schema files, if any
 	Required []string // gjson paths that must be present and not null, in declared order
 
-	idPath   string // "" when the file declares no id
-	typePath string // "" when the file declares no type: the format is the type
+	idPath   string        // "" when the file declares no id
+	typePath string        // "" when the file declares no type: the format is the type
+	schema   *recordSchema // nil when the file declares no schema
 	rules    []rule
 	routes   []route
 	tests    []testCase
@@ -167,14 +168,16 @@ func (e *evaluator) cond(p *vm.Program) (bool, error) {
 }
 
 // Apply maps one record, given as the bytes of one JSON object (the caller has checked the
-// payload is valid JSON), in four steps; the first step that fails makes the record invalid
+// payload is valid JSON), in five steps; the first step that fails makes the record invalid
 // and ends it:
 //
 //  1. required: every Required path is present and not null;
-//  2. validate: every rule holds (all rules are evaluated, each failure is reported);
-//  3. routes: the first route whose `when` holds is taken ("no route matches this record"
+//  2. schema: the record conforms to the mapping's JSON Schema, if it declares one (each
+//     violation is reported as "schema: <JSON pointer>: <rule>", sorted by pointer);
+//  3. validate: every rule holds (all rules are evaluated, each failure is reported);
+//  4. routes: the first route whose `when` holds is taken ("no route matches this record"
 //     otherwise);
-//  4. fields: every field of the route evaluates (all are evaluated, each error is reported).
+//  5. fields: every field of the route evaluates (all are evaluated, each error is reported).
 //
 // Apply never panics and is safe for concurrent use.
 func (m *Mapping) Apply(rec []byte) Outcome {
@@ -196,6 +199,11 @@ func (m *Mapping) Apply(rec []byte) Outcome {
 	}
 	if len(out.Errors) > 0 {
 		return out
+	}
+	if m.schema != nil {
+		if out.Errors = m.schema.check(src); len(out.Errors) > 0 {
+			return out
+		}
 	}
 
 	ev := evaluators.Get().(*evaluator)

@@ -32,15 +32,18 @@ var ErrClosed = errors.New("sqlitedb: database is closed")
 // DB is an SQLite database file with a group-committing writer and a reader pool.
 // It is safe for concurrent use.
 type DB struct {
-	path  string
-	write *sql.DB
-	read  *sql.DB
+	path       string
+	write      *sql.DB
+	read       *sql.DB
+	checkpoint *sql.DB
 
 	jobs      chan *job
 	urgent    chan *job // served before jobs: writes a client is waiting on
 	closing   chan struct{}
 	closeOnce sync.Once
 	loopDone  chan struct{}
+
+	checkpointDone chan struct{}
 
 	// mu guards closed: Write holds it shared while queueing, so once Close has set closed no
 	// job can be queued behind the final drain.
@@ -73,6 +76,18 @@ func Open(path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	// Checkpoints run in the background (see checkpointLoop) instead of inside whichever commit
+	// crosses the WAL size threshold, where they would stall that commit — often a partner's 202.
+	if _, err := w.Exec("PRAGMA wal_autocheckpoint = 0"); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("configure %s: %w", path, err)
+	}
+	cp, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s for checkpoints: %w", path, err)
+	}
+	cp.SetMaxOpenConns(1)
 	r, err := sql.Open("sqlite3", "file:"+url.PathEscape(path)+"?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=1&_query_only=1")
 	if err != nil {
 		w.Close()
@@ -81,15 +96,19 @@ func Open(path string) (*DB, error) {
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	db := &DB{
-		path:     path,
-		write:    w,
-		read:     r,
-		jobs:     make(chan *job, maxGroup),
-		urgent:   make(chan *job, maxGroup),
-		closing:  make(chan struct{}),
-		loopDone: make(chan struct{}),
+		path:       path,
+		write:      w,
+		read:       r,
+		checkpoint: cp,
+		jobs:       make(chan *job, maxGroup),
+		urgent:     make(chan *job, maxGroup),
+		closing:    make(chan struct{}),
+		loopDone:   make(chan struct{}),
+
+		checkpointDone: make(chan struct{}),
 	}
 	go db.loop()
+	go db.checkpointLoop()
 	return db, nil
 }
 
@@ -263,6 +282,35 @@ func (db *DB) isClosing() bool {
 	}
 }
 
+// Checkpoint pacing: a passive checkpoint (never blocks the writer or readers) every
+// checkpointEvery; when the WAL still holds over restartFrames frames, a RESTART checkpoint
+// (waits for readers, briefly blocks the writer) lets the next writer start the WAL over, so it
+// cannot grow without bound under constant reads.
+const (
+	checkpointEvery = 100 * time.Millisecond
+	restartFrames   = 16384 // 64 MiB of 4 KiB pages
+)
+
+func (db *DB) checkpointLoop() {
+	defer close(db.checkpointDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.closing:
+			return
+		case <-t.C:
+		}
+		var busy, frames, done int
+		if err := db.checkpoint.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done); err != nil {
+			continue // the next tick tries again; a failed checkpoint loses nothing
+		}
+		if frames > restartFrames {
+			db.checkpoint.Exec("PRAGMA wal_checkpoint(RESTART)")
+		}
+	}
+}
+
 // Close stops accepting writes, finishes queued ones and closes both pools. It is idempotent.
 func (db *DB) Close() error {
 	var err error
@@ -272,7 +320,9 @@ func (db *DB) Close() error {
 		db.mu.Unlock()
 		close(db.closing)
 		<-db.loopDone
-		err = errors.Join(db.write.Close(), db.read.Close())
+		<-db.checkpointDone
+		_, cpErr := db.checkpoint.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		err = errors.Join(cpErr, db.checkpoint.Close(), db.write.Close(), db.read.Close())
 	})
 	return err
 }
