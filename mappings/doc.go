@@ -7,6 +7,8 @@
 //	id: id                # gjson path of the record id (externalReference, upsert key)
 //	type: type            # gjson path of the message type shown in tracking (default: the format)
 //	required: [id, type]  # gjson paths that must be present and not null
+//	schema:               # JSON Schema (inline, or a file path relative to this file)
+//	  properties: {amount: {type: number, minimum: 0}}
 //	validate:             # every rule is evaluated; each failing rule reports its message
 //	  - rule: type in ["call", "quote"]
 //	    message: type must be call or quote
@@ -38,9 +40,10 @@
 // functions listed by Functions: utc, seconds, number, coalesce, field, and lower, upper and
 // trim, which replace expr's own to report a null as an error that names it.
 //
-// A record is applied in four steps, and the first step that fails makes the record invalid:
-// required paths, validate rules (all of them are evaluated), routes (the first match is
-// taken), fields (all of them are evaluated). Every problem is reported as a message that
+// A record is applied in five steps, and the first step that fails makes the record invalid:
+// required paths, the JSON Schema (every violation is reported, as "schema: <JSON pointer>:
+// <rule>"), validate rules (all of them are evaluated), routes (the first match is taken),
+// fields (all of them are evaluated). Every problem is reported as a message that
 // names the rule or field and the offending value. A condition (`rule`, `when`) that is null
 // does not hold; one that is neither bool nor null is an error. A rule without `message`
 // reports "rule failed: <rule>".
@@ -49,6 +52,14 @@
 // listed there (numbers compare as JSON numbers), or, for `invalid`, when the message is
 // exactly one of the record's errors.
 //
+// Schemas are JSON Schema draft 2020-12 by default, compiled at load time with
+// github.com/santhosh-tekuri/jsonschema/v6; `format` is asserted, and $ref may name local
+// files only.
+//
 // Loading reports every problem of every file at once as Problems, each with its
-// file:line:col, so a mapping author can fix a file in one pass.
+// file:line:col, so a mapping author can fix a file in one pass. A Watcher reloads a folder
+// while the gateway runs, handing on valid sets and refusing (and logging) broken ones.
+//
+// The reference for mapping authors is docs/mappings.md; TestDocs* keep it in step with the
+// keys and functions of this package.
 package mappings

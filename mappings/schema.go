@@ -396,7 +396,7 @@ func (l *loader) schemaError(n *yaml.Node, inline bool, dir string, err error) {
 			l.add(at, "schema: %snot a valid JSON Schema: %s", where, v)
 		}
 	case errors.As(err, &re):
-		l.add(n, "schema: cannot read %s: %v", short(re.path), re.err)
+		l.add(n, "schema: cannot load %s: %v", short(re.path), re.err)
 	case errors.As(err, &ue):
 		l.add(n, "schema: cannot load %s: only local schema files can be referenced", strings.TrimPrefix(ue.Error(), "no URLLoader registered for "))
 	default:

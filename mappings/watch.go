@@ -29,7 +29,9 @@ const DefaultWatchInterval = 500 * time.Millisecond
 // caught half-written is not reported. Then the folder is loaded with Load (and Check, if
 // set):
 //   - a valid set whose versions differ from the one serving is handed to OnChange and its
-//     versions are logged ("mappings reloaded", format=version pairs);
+//     versions are logged ("mappings reloaded", format=version pairs); the test cases of the
+//     changed mappings are run, and each failure is logged as a warning (it does not refuse
+//     the change: `gateway check` is the gate for that);
 //   - a set with problems is refused: every problem is logged as file:line:col: message, and
 //     OnChange is not called, so the previous set keeps serving. The same broken folder is
 //     not reported again; the next change is.
@@ -129,7 +131,25 @@ func (w *Watcher) run(current *Set) {
 		refused = false
 		w.OnChange(set)
 		log.Info("mappings reloaded", "dir", w.Dir, "versions", versionList(set), "changed", changedFormats(current, set))
+		warnFailingTests(log, current, set)
 		current = set
+	}
+}
+
+// warnFailingTests runs the test cases of the mappings that changed and logs each failure.
+// A failing test does not refuse a change: the mapping is valid, and it is the author's call
+// whether the code or the test is behind; `gateway check` fails on it before a deploy.
+func warnFailingTests(log *slog.Logger, old, cur *Set) {
+	for _, f := range cur.formats {
+		m := cur.byFormat[f]
+		if o, ok := old.byFormat[f]; ok && o.Version == m.Version {
+			continue
+		}
+		for _, r := range m.RunTests() {
+			if !r.Passed {
+				log.Warn("mapping test fails", "file", m.File, "version", m.Version, "test", r.Name, "diff", r.Message)
+			}
+		}
 	}
 }
 

@@ -130,7 +130,7 @@ func TestWatcherRefusesABrokenChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog(t, logs, `msg="mapping change refused; the previous mappings keep serving"`)
-	waitLog(t, logs, `problem="`+file+`:6:25: routes[0].fields.order_id: unexpected token EOF"`)
+	waitLog(t, logs, `problem="`+file+`:6:24: routes[0].fields.order_id: unexpected token EOF"`)
 	noChange(t, changes, 50*time.Millisecond)
 	if n := strings.Count(logs.String(), "mapping change refused"); n != 1 {
 		t.Errorf("the same broken folder was reported %d times", n)
@@ -207,4 +207,23 @@ func TestWatcherStop(t *testing.T) {
 	w.Start(set)
 	w.Stop()
 	w.Stop()
+}
+
+// TestWatcherWarnsAboutFailingTests: a valid change whose own test cases fail goes live, and
+// each failing case is logged as a warning.
+func TestWatcherWarnsAboutFailingTests(t *testing.T) {
+	withTest := watchedMapping + `tests:
+  - name: an order is mapped
+    input: {id: a1}
+    expect: {s: {order_id: a1}}
+`
+	dir := writeFiles(t, map[string]string{"orders.yaml": withTest})
+	_, changes, logs := startWatcher(t, dir, nil)
+	edited := strings.Replace(withTest, "order_id: id", "order_id: upper(id)", 1)
+	if err := os.WriteFile(filepath.Join(dir, "orders.yaml"), []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitChange(t, changes, logs)
+	waitLog(t, logs, `level=WARN msg="mapping test fails"`)
+	waitLog(t, logs, `test="an order is mapped" diff="field order_id: expected \"a1\", got \"A1\""`)
 }

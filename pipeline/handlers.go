@@ -39,7 +39,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 	for i, rec := range records {
 		o := m.Apply(rec)
 		if !o.Valid() {
-			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: o.Errors, MappingVersion: m.Version})
+			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
 			continue
 		}
 		outcomes[offset+i] = o
@@ -68,12 +68,12 @@ func (p *Pipeline) process(msg *message.Message) error {
 	}
 	for _, sink := range order {
 		if _, ok := p.cfg.Sinks.Get(sink); !ok {
-			if err := p.finish(ctx, requestID, bySink[sink], tracker.Failed, m.Version, fmt.Sprintf("sink %q is not configured", sink)); err != nil {
+			if err := p.finish(ctx, requestID, bySink[sink], tracker.Failed, m.Version, fmt.Sprintf("sink %q is not configured", sink)+mappingNote(format, m.Version)); err != nil {
 				return err
 			}
 			continue
 		}
-		d := delivery{RequestID: requestID, MappingVersion: m.Version, Records: bySink[sink]}
+		d := delivery{RequestID: requestID, Format: format, MappingVersion: m.Version, Records: bySink[sink]}
 		payload, err := json.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("encode delivery for sink %s: %w", sink, err)
@@ -109,10 +109,10 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		}
 		attempt := atoiOr(msg.Metadata.Get(sqlitequeue.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
-			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err)
+			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
 			return p.finish(msg.Context(), d.RequestID, d.Records, tracker.Failed, d.MappingVersion, reason)
 		}
-		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "attempt", attempt, "err", err)
+		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion, "attempt", attempt, "err", err)
 		return fmt.Errorf("write to sink %s: %w", name, err)
 	}
 }
@@ -121,7 +121,7 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 // refuses end Failed.
 func (p *Pipeline) isolate(ctx context.Context, name string, sink sinks.Sink, d delivery, batchErr error) error {
 	if len(d.Records) == 1 {
-		return p.finish(ctx, d.RequestID, d.Records, tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr))
+		return p.finish(ctx, d.RequestID, d.Records, tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+mappingNote(d.Format, d.MappingVersion))
 	}
 	var results []tracker.Result
 	recs := d.sinkRecords()
@@ -134,7 +134,7 @@ func (p *Pipeline) isolate(ctx context.Context, name string, sink sinks.Sink, d 
 			results = append(results, tracker.Result{Index: r.Index, Status: tracker.Complete, MappingVersion: d.MappingVersion})
 		case errors.Is(err, sinks.ErrPermanent):
 			results = append(results, tracker.Result{Index: r.Index, Status: tracker.Failed, MappingVersion: d.MappingVersion,
-				Errors: []string{fmt.Sprintf("sink %s: %v", name, err)}})
+				Errors: []string{fmt.Sprintf("sink %s: %v", name, err) + mappingNote(d.Format, d.MappingVersion)}})
 		default:
 			// The sink went away meanwhile: retry the whole batch later (upserts make it safe).
 			return fmt.Errorf("write to sink %s: %w", name, err)
@@ -188,6 +188,7 @@ func newMessages(m *mappings.Mapping, records [][]byte, offset int) []tracker.Ne
 // delivery is the payload of a deliver.<sink> message.
 type delivery struct {
 	RequestID      string           `json:"request_id"`
+	Format         string           `json:"format,omitempty"` // absent in deliveries queued before it was added
 	MappingVersion string           `json:"mapping_version"`
 	Records        []deliveryRecord `json:"records"`
 }
@@ -201,6 +202,29 @@ func (d delivery) sinkRecords() []sinks.Record {
 	out := make([]sinks.Record, len(d.Records))
 	for i, r := range d.Records {
 		out[i] = sinks.Record{ID: tracker.MessageID(d.RequestID, r.Index), Data: r.Data}
+	}
+	return out
+}
+
+// mappingNote names the mapping revision that processed a record, " (mapping activity@1a2b3c4d5e6f)",
+// for the error messages tracking shows: after a hot reload, it tells which version a failure
+// came from.
+func mappingNote(format, version string) string {
+	switch {
+	case version == "":
+		return ""
+	case format == "":
+		return " (mapping " + version + ")"
+	}
+	return " (mapping " + format + "@" + version + ")"
+}
+
+// withMapping returns msgs, each followed by mappingNote.
+func withMapping(msgs []string, format, version string) []string {
+	note := mappingNote(format, version)
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m + note
 	}
 	return out
 }

@@ -196,6 +196,16 @@ func applyDelta(tx *sql.Tx, seq int64, d delta) error {
 // Messages already recorded keep their status and fields, so replaying a split is harmless.
 // It returns ErrNotFound (wrapped) if the request was never accepted.
 func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMessage) (cancelled bool, err error) {
+	err = s.db.Write(ctx, func(tx *sql.Tx) error {
+		var err error
+		cancelled, err = s.AddMessagesTx(tx, requestID, msgs)
+		return err
+	})
+	return cancelled, err
+}
+
+// AddMessagesTx is AddMessages inside the caller's db.Write transaction.
+func (s *SQLite) AddMessagesTx(tx *sql.Tx, requestID string, msgs []NewMessage) (cancelled bool, err error) {
 	// One statement inserts the batch: the rows travel as one JSON array [[idx, ref, type], ...]
 	// that SQLite unpacks with json_each, which costs far less than a call per row.
 	buf := make([]byte, 0, 16+len(msgs)*32)
@@ -218,7 +228,7 @@ func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMe
 	buf = append(buf, ']')
 	batch := string(buf)
 
-	err = s.db.Write(ctx, func(tx *sql.Tx) error {
+	err = func() error {
 		req, err := lookupRequest(tx, requestID)
 		if err != nil {
 			return err
@@ -249,7 +259,7 @@ func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMe
 			d.processed = now
 		}
 		return applyDelta(tx, req.seq, d)
-	})
+	}()
 	if err != nil {
 		return false, fmt.Errorf("tracker: add %d messages to request %s: %w", len(msgs), requestID, err)
 	}
@@ -263,9 +273,35 @@ func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMe
 // compare-and-set transitions on the message's status in one writer, so for each Queued message
 // exactly one of them wins. It returns ErrNotFound (wrapped) if the request was never accepted.
 func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]int, error) {
-	rs := toRanges(indexes)
 	var claimed []int
 	err := s.db.Write(ctx, func(tx *sql.Tx) error {
+		var err error
+		claimed, err = s.ClaimTx(tx, requestID, indexes)
+		return err
+	})
+	return claimed, err
+}
+
+// Statements run through the connection's statement cache (plain Exec/Query with arguments)
+// rather than tx.Prepare, which would compile them again in every transaction.
+const (
+	claimSQL = `UPDATE tracker_messages SET status = 1
+		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`
+	claimedSQL = `SELECT idx FROM tracker_messages
+		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1 ORDER BY idx`
+	finishFromProcessingSQL = `UPDATE tracker_messages
+		SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`
+	finishFromQueuedSQL = `UPDATE tracker_messages
+		SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`
+)
+
+// ClaimTx is Claim inside the caller's db.Write transaction.
+func (s *SQLite) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
+	rs := toRanges(indexes)
+	var claimed []int
+	err := func() error {
 		claimed = claimed[:0]
 		req, err := lookupRequest(tx, requestID)
 		if err != nil {
@@ -274,21 +310,9 @@ func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]
 		if len(rs) == 0 {
 			return nil
 		}
-		upd, err := tx.Prepare(`UPDATE tracker_messages SET status = 1
-			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`)
-		if err != nil {
-			return fmt.Errorf("prepare claim: %w", err)
-		}
-		defer upd.Close()
-		sel, err := tx.Prepare(`SELECT idx FROM tracker_messages
-			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1 ORDER BY idx`)
-		if err != nil {
-			return fmt.Errorf("prepare claim: %w", err)
-		}
-		defer sel.Close()
 		var d delta
 		for _, r := range rs {
-			res, err := upd.Exec(req.seq, r[0], r[1])
+			res, err := tx.Exec(claimSQL, req.seq, r[0], r[1])
 			if err != nil {
 				return fmt.Errorf("claim messages %d-%d: %w", r[0], r[1], err)
 			}
@@ -297,7 +321,7 @@ func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]
 				return fmt.Errorf("claim messages %d-%d: %w", r[0], r[1], err)
 			}
 			d.byStatus[codeProcessing] += n
-			rows, err := sel.Query(req.seq, r[0], r[1])
+			rows, err := tx.Query(claimedSQL, req.seq, r[0], r[1])
 			if err != nil {
 				return fmt.Errorf("read claimed messages %d-%d: %w", r[0], r[1], err)
 			}
@@ -317,7 +341,7 @@ func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]
 			}
 		}
 		return applyDelta(tx, req.seq, d)
-	})
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("tracker: claim %d messages of request %s: %w", len(indexes), requestID, err)
 	}
@@ -331,6 +355,11 @@ func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]
 // validation). Results with a non-terminal status are an error, and so (ErrNotFound, wrapped)
 // is a request never accepted.
 func (s *SQLite) Finish(ctx context.Context, requestID string, results []Result) error {
+	return s.db.Write(ctx, func(tx *sql.Tx) error { return s.FinishTx(tx, requestID, results) })
+}
+
+// FinishTx is Finish inside the caller's db.Write transaction.
+func (s *SQLite) FinishTx(tx *sql.Tx, requestID string, results []Result) error {
 	// Results with the same outcome (status, errors, mapping version) — typically a whole
 	// fragment Complete — are updated by index ranges, one statement per contiguous run.
 	type group struct {
@@ -371,32 +400,18 @@ func (s *SQLite) Finish(ctx context.Context, requestID string, results []Result)
 	if len(order) == 0 {
 		return nil
 	}
-	err := s.db.Write(ctx, func(tx *sql.Tx) error {
+	err := func() error {
 		req, err := lookupRequest(tx, requestID)
 		if err != nil {
 			return err
 		}
 		now := s.now().UnixNano()
 		// From Processing first (the usual case), then from Queued for what is left.
-		fromProcessing, err := tx.Prepare(`UPDATE tracker_messages
-			SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
-			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`)
-		if err != nil {
-			return fmt.Errorf("prepare finish: %w", err)
-		}
-		defer fromProcessing.Close()
-		fromQueued, err := tx.Prepare(`UPDATE tracker_messages
-			SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
-			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`)
-		if err != nil {
-			return fmt.Errorf("prepare finish: %w", err)
-		}
-		defer fromQueued.Close()
 		var d delta
 		for _, key := range order {
 			g := groups[key]
 			for _, r := range toRanges(g.idx) {
-				res, err := fromProcessing.Exec(req.seq, r[0], r[1], g.status, now, g.errors, g.version)
+				res, err := tx.Exec(finishFromProcessingSQL, req.seq, r[0], r[1], g.status, now, g.errors, g.version)
 				if err != nil {
 					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
 				}
@@ -409,7 +424,7 @@ func (s *SQLite) Finish(ctx context.Context, requestID string, results []Result)
 				if np == int64(r[1]-r[0]+1) {
 					continue
 				}
-				res, err = fromQueued.Exec(req.seq, r[0], r[1], g.status, now, g.errors, g.version)
+				res, err = tx.Exec(finishFromQueuedSQL, req.seq, r[0], r[1], g.status, now, g.errors, g.version)
 				if err != nil {
 					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
 				}
@@ -424,7 +439,7 @@ func (s *SQLite) Finish(ctx context.Context, requestID string, results []Result)
 			d.processed = now
 		}
 		return applyDelta(tx, req.seq, d)
-	})
+	}()
 	if err != nil {
 		return fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
 	}

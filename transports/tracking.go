@@ -171,9 +171,6 @@ func (a *TrackingAPI) Search(w http.ResponseWriter, r *http.Request, clientID, c
 	}
 	if q.filter.PageSize > 0 {
 		data.Paging.Number, data.Paging.Size = q.filter.Page, q.filter.PageSize
-		if q.empty {
-			data.Paging.TotalPages = 0
-		}
 	}
 	for _, v := range page.Requests {
 		out := trackingRequestOut{
@@ -284,7 +281,9 @@ func (a *TrackingAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 func trackingWrite(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // error messages and references read as written ("<", "&")
+	_ = enc.Encode(v)
 }
 
 // trackingReadBody reads at most trackingMaxBody bytes; more is a 413.

@@ -126,6 +126,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	log.Info("gateway listening", "addr", "http://"+ln.Addr().String(), "data", cfg.DataDir,
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
+	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
+	// once per call, so records in flight finish on the version they started with.
+	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log, OnChange: current.Store,
+		Check: func(s *mappings.Set) error { return checkAssigned(cfg, s) }}
+	watcher.Start(set)
+	defer watcher.Stop()
 
 	select {
 	case <-ctx.Done():
@@ -136,6 +142,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("pipeline stopped: %w", err)
 	}
 	log.Info("shutting down")
+	watcher.Stop()
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancelShutdown()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
@@ -159,18 +166,23 @@ func loadAll(path string, getenv func(string) string) (*config.Config, *mappings
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := checkAssigned(cfg, set); err != nil {
+		return nil, nil, err
+	}
+	return cfg, set, nil
+}
+
+// checkAssigned reports every format assigned to a client that no mapping of set defines.
+func checkAssigned(cfg *config.Config, set *mappings.Set) error {
 	var missing []error
 	for _, c := range cfg.Clients {
 		for _, f := range c.Formats {
 			if _, ok := set.Get(f); !ok {
-				missing = append(missing, fmt.Errorf("%s: client %q is assigned format %q, which no mapping in %s defines", path, c.ID, f, cfg.MappingsDir()))
+				missing = append(missing, fmt.Errorf("%s: client %q is assigned format %q, which no mapping in %s defines", cfg.File, c.ID, f, cfg.MappingsDir()))
 			}
 		}
 	}
-	if len(missing) > 0 {
-		return nil, nil, errors.Join(missing...)
-	}
-	return cfg, set, nil
+	return errors.Join(missing...)
 }
 
 func clientsOf(cfg *config.Config) []transports.Client {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/tidwall/gjson"
 
@@ -24,7 +25,14 @@ func check(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	}
 	_, set, err := loadAll(*cfgPath, getenv)
 	if err != nil {
-		fmt.Fprintln(stdout, err)
+		// Every problem of the config or of every mapping file, one per line, sorted.
+		msg := err.Error()
+		fmt.Fprintln(stdout, msg)
+		if n := strings.Count(msg, "\n") + 1; n == 1 {
+			fmt.Fprintln(stdout, "1 problem; mapping tests not run")
+		} else {
+			fmt.Fprintf(stdout, "%d problems; mapping tests not run\n", n)
+		}
 		return errReported
 	}
 	passed, failed := 0, 0

@@ -113,6 +113,10 @@ type Queue struct {
 	// leases maps the id of every row this Queue holds claimed to the attempts value of that
 	// claim, which identifies the claim: a later claim of the same row increments it.
 	leases map[int64]int64
+	// delivered maps each message handed to a consumer and not yet settled to its claim, for
+	// AckTx; ackedInTx holds the row ids AckTx deleted, whose ack needs no write of its own.
+	delivered map[*message.Message]*delivery
+	ackedInTx map[int64]bool
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -168,6 +172,8 @@ func New(cfg Config) (*Queue, error) {
 		topics:       topics,
 		subs:         make(map[string]map[*subscription]struct{}),
 		leases:       make(map[int64]int64),
+		delivered:    make(map[*message.Message]*delivery),
+		ackedInTx:    make(map[int64]bool),
 		closing:      make(chan struct{}),
 	}
 	if q.logger == nil {
@@ -549,9 +555,41 @@ func (s *subscription) send(d *delivery) bool {
 		cancel()
 		return false
 	}
+	s.q.mu.Lock()
+	s.q.delivered[d.msg] = d
+	s.q.mu.Unlock()
 	s.q.wg.Add(1)
 	go s.settle(d)
 	return true
+}
+
+// AckTx deletes msg, a message this Queue delivered, inside the caller's transaction, so the
+// caller's writes and the acknowledgement commit (or roll back) together: a handler that
+// records its outcome and acks in one transaction is never redelivered after committing.
+// The caller must still Ack msg once the transaction has committed (a Watermill handler does so
+// by returning nil); that Ack then costs no write. If the claim was lost meanwhile (the lease
+// expired and the message was claimed again), AckTx deletes nothing and the other claim wins.
+func (q *Queue) AckTx(tx *sql.Tx, msg *message.Message) error {
+	q.mu.Lock()
+	d, ok := q.delivered[msg]
+	q.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("ack message %s in transaction: not a message this queue has delivered", msg.UUID)
+	}
+	res, err := tx.Exec(`DELETE FROM queue_messages WHERE id = ? AND attempts = ?`, d.id, d.attempts)
+	if err != nil {
+		return fmt.Errorf("ack message %s in transaction: %w", msg.UUID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(`DELETE FROM queue_payloads WHERE message_id = ?`, d.id); err != nil {
+		return fmt.Errorf("ack message %s in transaction: %w", msg.UUID, err)
+	}
+	q.mu.Lock()
+	q.ackedInTx[d.id] = true
+	q.mu.Unlock()
+	return nil
 }
 
 // settle waits for d's ack or nack and applies it; at Close it releases d unless the consumer
@@ -559,6 +597,12 @@ func (s *subscription) send(d *delivery) bool {
 func (s *subscription) settle(d *delivery) {
 	defer s.q.wg.Done()
 	defer d.cancel()
+	defer func() {
+		s.q.mu.Lock()
+		delete(s.q.delivered, d.msg)
+		delete(s.q.ackedInTx, d.id)
+		s.q.mu.Unlock()
+	}()
 	select {
 	case <-d.msg.Acked():
 		s.ack(d)
@@ -589,6 +633,12 @@ func (s *subscription) settled(n int) {
 func (s *subscription) ack(d *delivery) {
 	defer s.settled(1)
 	defer s.q.drop(d)
+	s.q.mu.Lock()
+	done := s.q.ackedInTx[d.id]
+	s.q.mu.Unlock()
+	if done {
+		return
+	}
 	err := s.q.db.Write(context.Background(), func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`DELETE FROM queue_payloads WHERE message_id = ?`, d.id); err != nil {
 			return err

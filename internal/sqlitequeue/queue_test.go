@@ -675,3 +675,41 @@ func TestNewValidatesConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestAckTx: a message acked inside the consumer's own transaction is gone when that
+// transaction commits, is kept when it rolls back, and the later Ack costs nothing extra.
+func TestAckTx(t *testing.T) {
+	db := openDB(t)
+	q := newQueue(t, Config{DB: db, Backoff: func(int) time.Duration { return 0 }})
+	ch := subscribe(t, q, context.Background(), "t")
+	publish(t, q, "t", newMsg("one"))
+
+	msg := receive(t, ch, 5*time.Second)
+	errBoom := errors.New("boom")
+	err := db.Write(context.Background(), func(tx *sql.Tx) error {
+		if err := q.AckTx(tx, msg); err != nil {
+			return err
+		}
+		return errBoom // rolled back with the caller's work
+	})
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("Write: %v", err)
+	}
+	msg.Nack()
+	again := receive(t, ch, 5*time.Second)
+	if again.Metadata.Get(AttemptKey) != "2" {
+		t.Fatalf("redelivery attempt = %s", again.Metadata.Get(AttemptKey))
+	}
+	if err := db.Write(context.Background(), func(tx *sql.Tx) error { return q.AckTx(tx, again) }); err != nil {
+		t.Fatal(err)
+	}
+	if n := rowCount(t, db); n != 0 {
+		t.Fatalf("%d rows after a committed AckTx, want 0", n)
+	}
+	again.Ack()
+	expectNothing(t, ch, 200*time.Millisecond)
+
+	if err := db.Write(context.Background(), func(tx *sql.Tx) error { return q.AckTx(tx, newMsg("stranger")) }); err == nil {
+		t.Fatal("AckTx accepted a message the queue never delivered")
+	}
+}
