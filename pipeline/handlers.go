@@ -2,9 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -15,8 +17,10 @@ import (
 	"github.com/opengw/gateway/tracker"
 )
 
-// process validates and maps a fragment's records, records invalid ones, claims valid ones
-// (cancelled messages are never claimed) and hands them to their sinks' topics.
+// process validates and maps a fragment's records, then, in ONE transaction: records the
+// fragment's messages, ends invalid ones Invalid, claims the valid ones (cancelled messages are
+// never claimed), queues the claimed ones for their sinks and acknowledges the fragment. Either
+// all of that happens or none of it, so a redelivered fragment finds a consistent state.
 func (p *Pipeline) process(msg *message.Message) error {
 	ctx := msg.Context()
 	requestID, format := msg.Metadata.Get(mdRequest), msg.Metadata.Get(mdFormat)
@@ -24,72 +28,91 @@ func (p *Pipeline) process(msg *message.Message) error {
 	records := splitRecords(msg.Payload)
 	m, ok := p.cfg.Mappings().Get(format)
 	if !ok {
-		return p.failAll(ctx, requestID, offset, len(records), fmt.Sprintf("format %q is no longer configured", format))
+		return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("format %q is no longer configured", format))
 	}
-	cancelled, err := p.cfg.Tracker.AddMessages(ctx, requestID, newMessages(m, records, offset))
-	if err != nil {
-		return fmt.Errorf("record messages of request %s: %w", requestID, err)
-	}
-	if cancelled {
-		return nil
-	}
+
+	// Map outside the transaction: the single writer only does the bookkeeping.
+	news := newMessages(m, records, offset)
 	var invalid []tracker.Result
 	var valid []int
-	outcomes := make(map[int]mappings.Outcome, len(records))
+	mapped := make(map[int]mappedRecord, len(records))
 	for i, rec := range records {
 		o := m.Apply(rec)
 		if !o.Valid() {
 			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
 			continue
 		}
-		outcomes[offset+i] = o
+		mapped[offset+i] = mappedRecord{sink: o.Sink, data: o.JSON()}
 		valid = append(valid, offset+i)
 	}
-	if len(invalid) > 0 {
-		if err := p.cfg.Tracker.Finish(ctx, requestID, invalid); err != nil {
-			return fmt.Errorf("record invalid messages of request %s: %w", requestID, err)
-		}
-	}
-	if len(valid) == 0 {
-		return nil
-	}
-	claimed, err := p.cfg.Tracker.Claim(ctx, requestID, valid)
-	if err != nil {
-		return fmt.Errorf("claim messages of request %s: %w", requestID, err)
-	}
-	bySink := map[string][]deliveryRecord{}
-	var order []string
-	for _, idx := range claimed {
-		o := outcomes[idx]
-		if _, seen := bySink[o.Sink]; !seen {
-			order = append(order, o.Sink)
-		}
-		bySink[o.Sink] = append(bySink[o.Sink], deliveryRecord{Index: idx, Data: o.JSON()})
-	}
-	for _, sink := range order {
-		if _, ok := p.cfg.Sinks.Get(sink); !ok {
-			if err := p.finish(ctx, requestID, bySink[sink], tracker.Failed, m.Version, fmt.Sprintf("sink %q is not configured", sink)+mappingNote(format, m.Version)); err != nil {
-				return err
-			}
-			continue
-		}
-		d := delivery{RequestID: requestID, Format: format, MappingVersion: m.Version, Records: bySink[sink]}
-		payload, err := json.Marshal(d)
+	header := deliveryHeader(requestID, format, m.Version)
+
+	var topics []string
+	err := p.cfg.DB.Write(ctx, func(tx *sql.Tx) error {
+		topics = topics[:0]
+		cancelled, err := p.cfg.Tracker.AddMessagesTx(tx, requestID, news)
 		if err != nil {
-			return fmt.Errorf("encode delivery for sink %s: %w", sink, err)
+			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
-		id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprintf("%s/%d/%s", requestID, offset, sink))).String()
-		if err := p.cfg.Queue.Publish(topicDeliverPrefix+sink, message.NewMessage(id, payload)); err != nil {
-			return fmt.Errorf("queue delivery to sink %s: %w", sink, err)
+		if cancelled {
+			return p.cfg.Queue.AckTx(tx, msg)
 		}
+		if len(invalid) > 0 {
+			if err := p.cfg.Tracker.FinishTx(tx, requestID, invalid); err != nil {
+				return fmt.Errorf("record invalid messages of request %s: %w", requestID, err)
+			}
+		}
+		claimed, err := p.cfg.Tracker.ClaimTx(tx, requestID, valid)
+		if err != nil {
+			return fmt.Errorf("claim messages of request %s: %w", requestID, err)
+		}
+		bySink := map[string][]int{}
+		var order []string
+		for _, idx := range claimed {
+			s := mapped[idx].sink
+			if _, seen := bySink[s]; !seen {
+				order = append(order, s)
+			}
+			bySink[s] = append(bySink[s], idx)
+		}
+		for _, sink := range order {
+			if _, ok := p.cfg.Sinks.Get(sink); !ok {
+				reason := fmt.Sprintf("sink %q is not configured", sink) + mappingNote(format, m.Version)
+				if err := p.cfg.Tracker.FinishTx(tx, requestID, results(bySink[sink], tracker.Failed, m.Version, reason)); err != nil {
+					return fmt.Errorf("fail messages of request %s: %w", requestID, err)
+				}
+				continue
+			}
+			// A deterministic id: a replayed fragment queues the same deliveries.
+			id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID+"/"+strconv.Itoa(offset)+"/"+sink)).String()
+			d := message.NewMessage(id, encodeDelivery(header, bySink[sink], mapped))
+			if err := p.cfg.Queue.InsertTx(tx, topicDeliverPrefix+sink, d); err != nil {
+				return fmt.Errorf("queue delivery to sink %s: %w", sink, err)
+			}
+			topics = append(topics, topicDeliverPrefix+sink)
+		}
+		return p.cfg.Queue.AckTx(tx, msg)
+	})
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		p.cfg.Queue.Notify(t)
 	}
 	return nil
 }
 
-// deliverTo writes deliveries to one sink. A retryable failure nacks the message (the queue
-// offers it again after a backoff that survives restarts) until DeliveryAttempts is reached;
-// a permanent failure ends the records Failed with the sink's message, isolating the bad
-// records of a batch by retrying them one at a time.
+// mappedRecord is a valid record's route and mapped fields (a JSON object).
+type mappedRecord struct {
+	sink string
+	data []byte
+}
+
+// deliverTo writes deliveries to one sink and records the outcome together with the
+// acknowledgement. A retryable failure nacks the message (the queue offers it again after a
+// backoff that survives restarts) until DeliveryAttempts is reached; a permanent failure ends
+// the records Failed with the sink's message, isolating the bad records of a batch by retrying
+// them one at a time.
 func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		var d delivery
@@ -103,14 +126,14 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		err := sink.Write(ctx, d.sinkRecords())
 		switch {
 		case err == nil:
-			return p.finish(msg.Context(), d.RequestID, d.Records, tracker.Complete, d.MappingVersion, "")
+			return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
 		case errors.Is(err, sinks.ErrPermanent):
-			return p.isolate(msg.Context(), name, sink, d, err)
+			return p.isolate(msg, name, sink, d, err)
 		}
 		attempt := atoiOr(msg.Metadata.Get(sqlitequeue.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
 			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
-			return p.finish(msg.Context(), d.RequestID, d.Records, tracker.Failed, d.MappingVersion, reason)
+			return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
 		}
 		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion, "attempt", attempt, "err", err)
 		return fmt.Errorf("write to sink %s: %w", name, err)
@@ -119,62 +142,70 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 
 // isolate retries a permanently failed batch record by record, so only the records the sink
 // refuses end Failed.
-func (p *Pipeline) isolate(ctx context.Context, name string, sink sinks.Sink, d delivery, batchErr error) error {
+func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d delivery, batchErr error) error {
+	note := mappingNote(d.Format, d.MappingVersion)
 	if len(d.Records) == 1 {
-		return p.finish(ctx, d.RequestID, d.Records, tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+mappingNote(d.Format, d.MappingVersion))
+		return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
 	}
-	var results []tracker.Result
+	var rs []tracker.Result
 	recs := d.sinkRecords()
 	for i, r := range d.Records {
-		wctx, cancel := context.WithTimeout(ctx, p.cfg.DeliveryTimeout)
+		wctx, cancel := context.WithTimeout(msg.Context(), p.cfg.DeliveryTimeout)
 		err := sink.Write(wctx, recs[i:i+1])
 		cancel()
 		switch {
 		case err == nil:
-			results = append(results, tracker.Result{Index: r.Index, Status: tracker.Complete, MappingVersion: d.MappingVersion})
+			rs = append(rs, tracker.Result{Index: r.Index, Status: tracker.Complete, MappingVersion: d.MappingVersion})
 		case errors.Is(err, sinks.ErrPermanent):
-			results = append(results, tracker.Result{Index: r.Index, Status: tracker.Failed, MappingVersion: d.MappingVersion,
-				Errors: []string{fmt.Sprintf("sink %s: %v", name, err) + mappingNote(d.Format, d.MappingVersion)}})
+			rs = append(rs, tracker.Result{Index: r.Index, Status: tracker.Failed, MappingVersion: d.MappingVersion,
+				Errors: []string{fmt.Sprintf("sink %s: %v", name, err) + note}})
 		default:
 			// The sink went away meanwhile: retry the whole batch later (upserts make it safe).
 			return fmt.Errorf("write to sink %s: %w", name, err)
 		}
 	}
-	if err := p.cfg.Tracker.Finish(ctx, d.RequestID, results); err != nil {
-		return fmt.Errorf("record delivery results of request %s: %w", d.RequestID, err)
-	}
-	return nil
+	return p.settle(msg, d.RequestID, rs)
 }
 
-func (p *Pipeline) finish(ctx context.Context, requestID string, recs []deliveryRecord, status tracker.Status, version, reason string) error {
-	results := make([]tracker.Result, len(recs))
-	for i, r := range recs {
-		results[i] = tracker.Result{Index: r.Index, Status: status, MappingVersion: version}
+// settle records terminal outcomes and acknowledges msg in one transaction.
+func (p *Pipeline) settle(msg *message.Message, requestID string, rs []tracker.Result) error {
+	return p.cfg.DB.Write(msg.Context(), func(tx *sql.Tx) error {
+		if err := p.cfg.Tracker.FinishTx(tx, requestID, rs); err != nil {
+			return fmt.Errorf("record outcomes for request %s: %w", requestID, err)
+		}
+		return p.cfg.Queue.AckTx(tx, msg)
+	})
+}
+
+// results gives every index the same terminal outcome.
+func results(indexes []int, status tracker.Status, version, reason string) []tracker.Result {
+	out := make([]tracker.Result, len(indexes))
+	for i, idx := range indexes {
+		out[i] = tracker.Result{Index: idx, Status: status, MappingVersion: version}
 		if reason != "" {
-			results[i].Errors = []string{reason}
+			out[i].Errors = []string{reason}
 		}
 	}
-	if err := p.cfg.Tracker.Finish(ctx, requestID, results); err != nil {
-		return fmt.Errorf("record %s for request %s: %w", status, requestID, err)
-	}
-	return nil
+	return out
 }
 
 // failAll ends records [offset, offset+n) Failed, recording them first if needed.
-func (p *Pipeline) failAll(ctx context.Context, requestID string, offset, n int, reason string) error {
-	msgs := make([]tracker.NewMessage, n)
-	results := make([]tracker.Result, n)
+func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int, reason string) error {
+	news := make([]tracker.NewMessage, n)
+	indexes := make([]int, n)
 	for i := range n {
-		msgs[i] = tracker.NewMessage{Index: offset + i}
-		results[i] = tracker.Result{Index: offset + i, Status: tracker.Failed, Errors: []string{reason}}
+		news[i] = tracker.NewMessage{Index: offset + i}
+		indexes[i] = offset + i
 	}
-	if _, err := p.cfg.Tracker.AddMessages(ctx, requestID, msgs); err != nil {
-		return fmt.Errorf("record messages of request %s: %w", requestID, err)
-	}
-	if err := p.cfg.Tracker.Finish(ctx, requestID, results); err != nil {
-		return fmt.Errorf("fail messages of request %s: %w", requestID, err)
-	}
-	return nil
+	return p.cfg.DB.Write(msg.Context(), func(tx *sql.Tx) error {
+		if _, err := p.cfg.Tracker.AddMessagesTx(tx, requestID, news); err != nil {
+			return fmt.Errorf("record messages of request %s: %w", requestID, err)
+		}
+		if err := p.cfg.Tracker.FinishTx(tx, requestID, results(indexes, tracker.Failed, "", reason)); err != nil {
+			return fmt.Errorf("fail messages of request %s: %w", requestID, err)
+		}
+		return p.cfg.Queue.AckTx(tx, msg)
+	})
 }
 
 func newMessages(m *mappings.Mapping, records [][]byte, offset int) []tracker.NewMessage {
@@ -188,7 +219,7 @@ func newMessages(m *mappings.Mapping, records [][]byte, offset int) []tracker.Ne
 // delivery is the payload of a deliver.<sink> message.
 type delivery struct {
 	RequestID      string           `json:"request_id"`
-	Format         string           `json:"format,omitempty"` // absent in deliveries queued before it was added
+	Format         string           `json:"format,omitempty"`
 	MappingVersion string           `json:"mapping_version"`
 	Records        []deliveryRecord `json:"records"`
 }
@@ -196,6 +227,46 @@ type delivery struct {
 type deliveryRecord struct {
 	Index int             `json:"index"`
 	Data  json.RawMessage `json:"data"`
+}
+
+// deliveryHeader is the start of a delivery payload, up to its records array.
+func deliveryHeader(requestID, format, version string) []byte {
+	h, _ := json.Marshal(struct {
+		RequestID      string `json:"request_id"`
+		Format         string `json:"format"`
+		MappingVersion string `json:"mapping_version"`
+	}{requestID, format, version})
+	return append(h[:len(h)-1], `,"records":[`...)
+}
+
+// encodeDelivery appends the records at indexes (mapped fields are already JSON) to header,
+// without re-encoding them: this runs inside the writer's transaction.
+func encodeDelivery(header []byte, indexes []int, mapped map[int]mappedRecord) []byte {
+	size := len(header) + 2
+	for _, idx := range indexes {
+		size += len(mapped[idx].data) + 32
+	}
+	out := make([]byte, 0, size)
+	out = append(out, header...)
+	for i, idx := range indexes {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"index":`...)
+		out = strconv.AppendInt(out, int64(idx), 10)
+		out = append(out, `,"data":`...)
+		out = append(out, mapped[idx].data...)
+		out = append(out, '}')
+	}
+	return append(out, "]}"...)
+}
+
+func (d delivery) indexes() []int {
+	out := make([]int, len(d.Records))
+	for i, r := range d.Records {
+		out[i] = r.Index
+	}
+	return out
 }
 
 func (d delivery) sinkRecords() []sinks.Record {
