@@ -312,10 +312,52 @@ func trackingDecode(body []byte, v any) error {
 		}
 		return trackingBad("the body must be a JSON object")
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	err := json.Unmarshal(body, v)
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		// Seed 002's own example ends its search list with "},\n ]": a partner copying it
+		// sends a trailing comma. That is unambiguous, so it is forgiven; nothing else is.
+		if lenient := dropTrailingCommas(body); json.Valid(lenient) {
+			err = json.Unmarshal(lenient, v)
+		}
+	}
+	if err != nil {
 		return trackingSyntax(body, err)
 	}
 	return nil
+}
+
+// dropTrailingCommas removes commas that directly precede (but for white space) a closing ]
+// or }, outside strings.
+func dropTrailingCommas(body []byte) []byte {
+	out := make([]byte, 0, len(body))
+	inString, escaped := false, false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ',':
+			j := i + 1
+			for j < len(body) && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n') {
+				j++
+			}
+			if j < len(body) && (body[j] == ']' || body[j] == '}') {
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // trackingSyntax describes a JSON error, with its position when known.
