@@ -32,6 +32,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 	}
 
 	// Map outside the transaction: the single writer only does the bookkeeping.
+	p.cpu.acquire()
 	news := newMessages(m, records, offset)
 	var invalid []tracker.Result
 	var valid []int
@@ -45,6 +46,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 		mapped[offset+i] = mappedRecord{sink: o.Sink, data: o.JSON()}
 		valid = append(valid, offset+i)
 	}
+	p.cpu.release()
 	header := deliveryHeader(requestID, format, m.Version)
 
 	var topics []string
@@ -116,14 +118,17 @@ type mappedRecord struct {
 func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		var d delivery
-		if err := json.Unmarshal(msg.Payload, &d); err != nil {
+		p.cpu.acquire()
+		err := json.Unmarshal(msg.Payload, &d)
+		p.cpu.release()
+		if err != nil {
 			// Written by process; unreadable means corrupted storage. Nothing to retry.
 			p.log.Error("drop unreadable delivery", "sink", name, "message", msg.UUID, "err", err)
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(msg.Context(), p.cfg.DeliveryTimeout)
 		defer cancel()
-		err := sink.Write(ctx, d.sinkRecords())
+		err = sink.Write(ctx, d.sinkRecords())
 		switch {
 		case err == nil:
 			return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -62,7 +63,19 @@ type Pipeline struct {
 	cfg    Config
 	router *message.Router
 	log    *slog.Logger
+	cpu    cpuSlots
 }
+
+// cpuSlots bounds how many handlers do CPU-heavy work (mapping a fragment, decoding a
+// delivery) at once to all cores but one. Handlers are many and mostly wait on the writer;
+// unbounded, a backlog's runnable handlers would crowd out the HTTP goroutines whose
+// acknowledgements partners wait for.
+type cpuSlots chan struct{}
+
+func newCPUSlots() cpuSlots { return make(cpuSlots, max(1, runtime.GOMAXPROCS(0)-1)) }
+
+func (c cpuSlots) acquire() { c <- struct{}{} }
+func (c cpuSlots) release() { <-c }
 
 // New checks cfg, creates the intake tables and registers the router's handlers.
 // Wiring mistakes are reported here, not at the first message.
@@ -95,7 +108,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	// A panicking handler nacks its message instead of killing the gateway.
 	router.AddMiddleware(middleware.Recoverer)
-	p := &Pipeline{cfg: cfg, router: router, log: cfg.Log}
+	p := &Pipeline{cfg: cfg, router: router, log: cfg.Log, cpu: newCPUSlots()}
 
 	sub := unclosable{cfg.Queue}
 	router.AddConsumerHandler("process", topicFragments, sub, p.process)

@@ -35,7 +35,7 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 3, "repetitions of each scenario (medians are reported)")
-	only := flag.String("only", "", "run one scenario: big1, big4, small, e2e")
+	only := flag.String("only", "", "run one scenario: big1, big4, small, steady, e2e")
 	config := flag.String("config", "examples/gateway.yaml", "gateway configuration")
 	flag.Parse()
 	if err := benchAll(*runs, *only, *config); err != nil {
@@ -55,9 +55,10 @@ func benchAll(runs int, only, config string) error {
 		return err
 	}
 	scenarios := []scenario{
-		{"big1", func(g *gatewayProc) (map[string]float64, error) { return bigPushes(g, 1, 30) }},
-		{"big4", func(g *gatewayProc) (map[string]float64, error) { return bigPushes(g, 4, 40) }},
+		{"big1", func(g *gatewayProc) (map[string]float64, error) { return bigPushes(g, 1, 100) }},
+		{"big4", func(g *gatewayProc) (map[string]float64, error) { return bigPushes(g, 4, 100) }},
 		{"small", func(g *gatewayProc) (map[string]float64, error) { return smallPushes(g, 32, 30000) }},
+		{"steady", func(g *gatewayProc) (map[string]float64, error) { return steadyPushes(g, 32, 3200, 15*time.Second) }},
 		{"e2e", func(g *gatewayProc) (map[string]float64, error) { return endToEnd(g, 4, 30) }},
 	}
 	for _, sc := range scenarios {
@@ -142,6 +143,59 @@ func smallPushes(g *gatewayProc, c, n int) (map[string]float64, error) {
 		"req_per_s":         float64(n) / elapsed.Seconds(),
 		"backlog_at_end":    float64(backlog),
 		"e2e_records_per_s": float64(n) / total.Seconds(),
+	}, nil
+}
+
+// steadyPushes offers one-record pushes at a fixed rate from c clients for d (an open-loop
+// load, as partners produce it) and reports whether the pipeline keeps up: the backlog when the
+// load stops, and how long it then takes to drain.
+func steadyPushes(g *gatewayProc, c, rate int, d time.Duration) (map[string]float64, error) {
+	n := int(float64(rate) * d.Seconds())
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	var next atomic.Int64
+	lat := make([]float64, n)
+	errs := make(chan error, c)
+	var wg sync.WaitGroup
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				// Request i is due at start + i*interval; a late client sends at once.
+				time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+				t0 := time.Now()
+				if _, err := g.push(envelope(fmt.Sprintf("t%d-", i), 1)); err != nil {
+					errs <- err
+					return
+				}
+				lat[i] = float64(time.Since(t0).Microseconds()) / 1000
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	backlog := n - g.sinkCount()
+	drainStart := time.Now()
+	if err := g.waitSink(n, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	return map[string]float64{
+		"offered_per_s":  float64(rate),
+		"achieved_per_s": float64(n) / elapsed.Seconds(),
+		"p50_ms":         percentile(lat, 50),
+		"p99_ms":         percentile(lat, 99),
+		"backlog_at_end": float64(backlog),
+		"drain_ms":       float64(time.Since(drainStart).Milliseconds()),
 	}, nil
 }
 

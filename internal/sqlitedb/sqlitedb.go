@@ -21,12 +21,12 @@ import (
 
 // A group stops taking jobs at maxGroup jobs or once it has run for groupBudget, so a burst of
 // background work cannot hold the write lock (and delay every waiting caller) for long.
-// Urgent jobs go first, but at most maxUrgent of them per group: the rest of the group is
-// background work, so a flood of intake commits cannot starve the pipeline that drains them.
+// maxUrgent bounds a group of urgent jobs (see loop for how the two kinds share the writer).
 const (
 	maxGroup    = 256
 	maxUrgent   = 32
 	groupBudget = 5 * time.Millisecond
+	urgentGrace = time.Millisecond
 )
 
 // ErrClosed is returned by Write after Close.
@@ -186,11 +186,19 @@ func (db *DB) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 func (db *DB) loop() {
 	defer close(db.loopDone)
+	lastUrgent := false
 	for {
+		// Urgent and background groups alternate when both kinds wait: urgent commits are never
+		// stuck behind a long background group, and a flood of them cannot starve the
+		// pipeline that drains what they accept.
 		var first *job
-		select {
-		case first = <-db.urgent:
-		default:
+		if lastUrgent {
+			first = db.take(db.jobs)
+		}
+		if first == nil {
+			first = db.take(db.urgent)
+		}
+		if first == nil {
 			select {
 			case first = <-db.urgent:
 			case first = <-db.jobs:
@@ -208,38 +216,23 @@ func (db *DB) loop() {
 				}
 			}
 		}
+		lastUrgent = first.urgent
 		db.runGroup(first)
 	}
 }
 
-// next returns a queued job, or nil when none is waiting. Urgent jobs come first unless
-// allowUrgent is false, in which case only background jobs are taken.
-func (db *DB) next(allowUrgent bool) *job {
-	if !allowUrgent {
-		select {
-		case j := <-db.jobs:
-			return j
-		default:
-			return nil
-		}
-	}
+// take returns a job from queue, or nil when none is waiting.
+func (db *DB) take(queue chan *job) *job {
 	select {
-	case j := <-db.urgent:
-		return j
-	default:
-	}
-	select {
-	case j := <-db.urgent:
-		return j
-	case j := <-db.jobs:
+	case j := <-queue:
 		return j
 	default:
 		return nil
 	}
 }
 
-// runGroup runs first and as many queued jobs as fit the group limits in one transaction, then
-// answers every caller.
+// runGroup runs first and, in the same transaction, more jobs of the same kind while they wait
+// and the group limits allow; then it commits and answers every caller.
 func (db *DB) runGroup(first *job) {
 	group := []*job{first}
 	results := []error{nil}
@@ -258,22 +251,24 @@ func (db *DB) commitGroup(group *[]*job, results *[]error) error {
 		return fmt.Errorf("begin transaction on %s: %w", db.path, err)
 	}
 	start := time.Now()
-	urgent := 0
+	urgent := (*group)[0].urgent
+	queue, limit := db.jobs, maxGroup
+	if urgent {
+		queue, limit = db.urgent, maxUrgent
+	}
 	for i := 0; ; i++ {
-		j := (*group)[i]
-		if j.urgent {
-			urgent++
-		}
-		if err := db.runJob(tx, j); err != nil {
+		if err := db.runJob(tx, (*group)[i]); err != nil {
 			(*results)[i] = err
 		}
-		if i+1 == maxGroup || time.Since(start) > groupBudget {
+		if i+1 == limit || time.Since(start) > groupBudget || db.isClosing() {
 			break
 		}
-		if closing := db.isClosing(); closing {
+		// A background group yields to a waiting urgent job once it has had urgentGrace: long
+		// enough to amortise its commit, short enough for the urgent job's latency.
+		if !urgent && len(db.urgent) > 0 && time.Since(start) > urgentGrace {
 			break
 		}
-		next := db.next(urgent < maxUrgent)
+		next := db.take(queue)
 		if next == nil {
 			break
 		}
