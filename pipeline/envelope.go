@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/opengw/gateway/internal/jsonkind"
 )
 
 // MaxRecords is the most records one envelope may carry.
@@ -34,7 +36,7 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
-		return Envelope{}, envelopeErrorf("the body must be a JSON object with format and payload, not %s", kindOf(root))
+		return Envelope{}, envelopeErrorf("the body must be a JSON object with format and payload, not %s", jsonkind.Describe(root))
 	}
 	var env Envelope
 	format := root.Get("format")
@@ -42,14 +44,14 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	case !format.Exists():
 		return Envelope{}, envelopeErrorf("format is required")
 	case format.Type != gjson.String:
-		return Envelope{}, envelopeErrorf("format must be a string, not %s", kindOf(format))
+		return Envelope{}, envelopeErrorf("format must be a string, not %s", jsonkind.Describe(format))
 	case format.Str == "":
 		return Envelope{}, envelopeErrorf("format must not be empty")
 	}
 	env.Format = format.Str
 	if ref := root.Get("request_id"); ref.Exists() && ref.Type != gjson.Null {
 		if ref.Type != gjson.String {
-			return Envelope{}, envelopeErrorf("request_id must be a string, not %s", kindOf(ref))
+			return Envelope{}, envelopeErrorf("request_id must be a string, not %s", jsonkind.Describe(ref))
 		}
 		env.BatchReference = ref.Str
 	}
@@ -58,7 +60,7 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 		return Envelope{}, envelopeErrorf("payload is required")
 	}
 	if !payload.IsArray() {
-		return Envelope{}, envelopeErrorf("payload must be an array of objects, not %s", kindOf(payload))
+		return Envelope{}, envelopeErrorf("payload must be an array of objects, not %s", jsonkind.Describe(payload))
 	}
 	var bad error
 	payload.ForEach(func(_, rec gjson.Result) bool {
@@ -67,7 +69,7 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 			return false
 		}
 		if !rec.IsObject() {
-			bad = envelopeErrorf("payload[%d] must be an object, not %s", len(env.Records), kindOf(rec))
+			bad = envelopeErrorf("payload[%d] must be an object, not %s", len(env.Records), jsonkind.Describe(rec))
 			return false
 		}
 		env.Records = append(env.Records, recordBytes(body, rec))
@@ -85,32 +87,6 @@ func recordBytes(body []byte, rec gjson.Result) []byte {
 		return body[rec.Index : rec.Index+len(rec.Raw) : rec.Index+len(rec.Raw)]
 	}
 	return []byte(rec.Raw)
-}
-
-func kindOf(r gjson.Result) string {
-	switch {
-	case r.IsObject():
-		return "an object"
-	case r.IsArray():
-		return "an array"
-	}
-	switch r.Type {
-	case gjson.String:
-		return fmt.Sprintf("the string %q", truncate(r.Str, 40))
-	case gjson.Number:
-		return "the number " + r.Raw
-	case gjson.True, gjson.False:
-		return "the boolean " + r.Raw
-	default:
-		return "null"
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // joinRecords encodes records as one JSON array without re-encoding them.

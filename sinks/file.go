@@ -42,14 +42,8 @@ func OpenFileSink(name, path string) (*FileSink, error) {
 
 // Write appends one line per record and fsyncs. See FileSink.
 func (s *FileSink) Write(ctx context.Context, records []Record) error {
-	if s.closed.Load() {
-		return fmt.Errorf("sink %q: %w", s.name, ErrClosed)
-	}
-	if len(records) == 0 {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sink %q: %w", s.name, err)
+	if done, err := precheck(ctx, s.name, &s.closed, records); done {
+		return err
 	}
 	var buf bytes.Buffer
 	for _, r := range records {

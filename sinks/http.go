@@ -112,14 +112,8 @@ func NewHTTPSink(name string, cfg Config) (*HTTPSink, error) {
 
 // Write sends records in chunks of BatchSize; see HTTPSink for retries and error kinds.
 func (s *HTTPSink) Write(ctx context.Context, records []Record) error {
-	if s.closed.Load() {
-		return fmt.Errorf("sink %q: %w", s.name, ErrClosed)
-	}
-	if len(records) == 0 {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sink %q: %w", s.name, err)
+	if done, err := precheck(ctx, s.name, &s.closed, records); done {
+		return err
 	}
 	// Encode every chunk first, so a malformed record fails the batch before anything is sent.
 	type chunk struct {

@@ -16,6 +16,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync/atomic"
 )
 
 // Record is one mapped record bound for a sink.
@@ -65,3 +67,18 @@ type permanentError struct{ err error }
 
 func (e *permanentError) Error() string   { return e.err.Error() }
 func (e *permanentError) Unwrap() []error { return []error{ErrPermanent, e.err} }
+
+// precheck holds what every Write checks first: a closed sink refuses (retryably), an empty
+// batch is done, a cancelled context stops before any work. done reports whether Write should
+// return err at once.
+func precheck(ctx context.Context, name string, closed *atomic.Bool, records []Record) (done bool, err error) {
+	switch {
+	case closed.Load():
+		return true, fmt.Errorf("sink %q: %w", name, ErrClosed)
+	case len(records) == 0:
+		return true, nil
+	case ctx.Err() != nil:
+		return true, fmt.Errorf("sink %q: %w", name, ctx.Err())
+	}
+	return false, nil
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 	"github.com/tidwall/gjson"
 
+	"github.com/opengw/gateway/internal/jsonkind"
 	"github.com/opengw/gateway/internal/sqlitedb"
 )
 
@@ -116,14 +117,8 @@ type row struct {
 // Write upserts records in one transaction shared with concurrent writers (group commit). See
 // SQLiteSink for what is stored and which errors are permanent.
 func (s *SQLiteSink) Write(ctx context.Context, records []Record) error {
-	if s.closed.Load() {
-		return fmt.Errorf("sink %q: %w", s.name, ErrClosed)
-	}
-	if len(records) == 0 {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sink %q: %w", s.name, err)
+	if done, err := precheck(ctx, s.name, &s.closed, records); done {
+		return err
 	}
 	rows := make([]row, len(records))
 	need := columnList{}
@@ -488,22 +483,7 @@ func parseObject(r Record) (gjson.Result, error) {
 	}
 	doc := gjson.ParseBytes(r.Data)
 	if !doc.IsObject() {
-		return gjson.Result{}, Permanent(fmt.Errorf("record %s: data is %s, want a JSON object", r.ID, describeJSON(doc)))
+		return gjson.Result{}, Permanent(fmt.Errorf("record %s: data is %s, want a JSON object", r.ID, jsonkind.Of(doc)))
 	}
 	return doc, nil
-}
-
-func describeJSON(v gjson.Result) string {
-	switch {
-	case v.IsArray():
-		return "an array"
-	case v.Type == gjson.String:
-		return "a string"
-	case v.Type == gjson.Number:
-		return "a number"
-	case v.Type == gjson.True || v.Type == gjson.False:
-		return "a boolean"
-	default:
-		return "null"
-	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/opengw/gateway/internal/jsonkind"
 	"github.com/opengw/gateway/pipeline"
 )
 
@@ -134,7 +135,7 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if root := gjson.ParseBytes(body); !root.IsObject() {
-		writePayloadError(w, "the body must be one JSON object, not %s", jsonKind(root))
+		writePayloadError(w, "the body must be one JSON object, not %s", jsonkind.Of(root))
 		return
 	}
 	if missing := m.Missing(body); len(missing) > 0 {
@@ -178,20 +179,4 @@ func (s *Server) bearer(w http.ResponseWriter, r *http.Request) (Principal, bool
 	}
 	writeJSON(w, http.StatusUnauthorized, errUnauthorized)
 	return Principal{}, false
-}
-
-// jsonKind names what a JSON value is, for error messages.
-func jsonKind(v gjson.Result) string {
-	switch {
-	case v.IsArray():
-		return "an array"
-	case v.Type == gjson.String:
-		return "a string"
-	case v.Type == gjson.Number:
-		return "a number"
-	case v.Type == gjson.True, v.Type == gjson.False:
-		return "a boolean"
-	default:
-		return "null"
-	}
 }

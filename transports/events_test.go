@@ -126,24 +126,9 @@ func TestSendEventIdempotencyKey(t *testing.T) {
 func TestSendEventSeedErrors(t *testing.T) {
 	e := newEventsEnv(t)
 	mint := func(mutate func(*TokenIssuer), client string, scopes ...string) string {
-		t.Helper()
-		ti := *e.tokens
-		if mutate != nil {
-			mutate(&ti)
-		}
-		tok, _, err := ti.Issue(client, scopes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return e.mint(t, mutate, client, scopes...)
 	}
-	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
-		"sub": "demo", "scope": "events", "iss": "gateway", "aud": "gateway",
-		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
-	}).SignedString(jwt.UnsafeAllowNoneSignatureType)
-	if err != nil {
-		t.Fatal(err)
-	}
+	none := unsignedToken(t, "demo", "events")
 	basic := eventRequest(seedPath, seedEvent, "")
 	basic.SetBasicAuth("demo", "demo-secret")
 	emptyBearer := eventRequest(seedPath, seedEvent, "")
@@ -358,4 +343,31 @@ func TestSendEventWithIssuedToken(t *testing.T) {
 		t.Fatalf("send: %d %s", w.Code, w.Body)
 	}
 	assertFields(t, decodeJSONObject(t, w), map[string]any{"_id": float64(1)})
+}
+
+// mint issues a token for client with e's issuer, changed by mutate first when given.
+func (e *eventsEnv) mint(t *testing.T, mutate func(*TokenIssuer), client string, scopes ...string) string {
+	t.Helper()
+	ti := *e.tokens
+	if mutate != nil {
+		mutate(&ti)
+	}
+	tok, _, err := ti.Issue(client, scopes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// unsignedToken is an otherwise valid token with "alg": "none", which must be refused.
+func unsignedToken(t *testing.T, client, scope string) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
+		"sub": client, "scope": scope, "iss": "gateway", "aud": "gateway",
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+	}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

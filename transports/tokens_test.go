@@ -521,24 +521,9 @@ func TestTokenEndpoint(t *testing.T) {
 func TestTokensAtAuthorizedRoutes(t *testing.T) {
 	e := newEventsEnv(t)
 	mint := func(mutate func(*TokenIssuer), client string, scopes ...string) string {
-		t.Helper()
-		ti := *e.tokens
-		if mutate != nil {
-			mutate(&ti)
-		}
-		tok, _, err := ti.Issue(client, scopes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return e.mint(t, mutate, client, scopes...)
 	}
-	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
-		"sub": "demo", "scope": "push tracking", "iss": "gateway", "aud": "gateway",
-		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
-	}).SignedString(jwt.UnsafeAllowNoneSignatureType)
-	if err != nil {
-		t.Fatal(err)
-	}
+	none := unsignedToken(t, "demo", "push tracking")
 	cases := []struct {
 		name   string
 		token  string
