@@ -153,36 +153,11 @@ func steadyPushes(g *gatewayProc, c, rate int, d time.Duration) (map[string]floa
 	n := int(float64(rate) * d.Seconds())
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
-	var next atomic.Int64
-	lat := make([]float64, n)
-	errs := make(chan error, c)
-	var wg sync.WaitGroup
-	for range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				// Request i is due at start + i*interval; a late client sends at once.
-				time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
-				t0 := time.Now()
-				if _, err := g.push(envelope(fmt.Sprintf("t%d-", i), 1)); err != nil {
-					errs <- err
-					return
-				}
-				lat[i] = float64(time.Since(t0).Microseconds()) / 1000
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	select {
-	case err := <-errs:
+	// Request i is due at start + i*interval; a late client sends at once.
+	due := func(i int) time.Time { return start.Add(time.Duration(i) * interval) }
+	lat, elapsed, err := pushPaced(g, c, n, due, func(i int) []byte { return envelope(fmt.Sprintf("t%d-", i), 1) }, func(string) {})
+	if err != nil {
 		return nil, err
-	default:
 	}
 	backlog := n - g.sinkCount()
 	drainStart := time.Now()
@@ -236,6 +211,12 @@ func pushAll(g *gatewayProc, c, n int, body func(int) []byte) ([]float64, time.D
 }
 
 func pushAllIDs(g *gatewayProc, c, n int, body func(int) []byte, onID func(string)) ([]float64, time.Duration, error) {
+	return pushPaced(g, c, n, nil, body, onID)
+}
+
+// pushPaced sends n pushes from c clients; request i waits until due(i) when due is set. It
+// returns each request's latency in ms and the elapsed time.
+func pushPaced(g *gatewayProc, c, n int, due func(int) time.Time, body func(int) []byte, onID func(string)) ([]float64, time.Duration, error) {
 	var next atomic.Int64
 	lat := make([]float64, n)
 	errs := make(chan error, c)
@@ -251,6 +232,9 @@ func pushAllIDs(g *gatewayProc, c, n int, body func(int) []byte, onID func(strin
 					return
 				}
 				b := body(i)
+				if due != nil {
+					time.Sleep(time.Until(due(i)))
+				}
 				t0 := time.Now()
 				id, err := g.push(b)
 				lat[i] = float64(time.Since(t0).Microseconds()) / 1000
