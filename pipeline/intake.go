@@ -38,6 +38,9 @@ type Receipt struct {
 	Replayed  bool // an earlier submission with the same idempotency key
 }
 
+// ErrBacklog means the pipeline is too far behind to accept more now; retry later.
+var ErrBacklog = errors.New("the gateway is processing a backlog; retry later")
+
 // ErrIdempotencyConflict means an Idempotency-Key was reused for a different body.
 var ErrIdempotencyConflict = errors.New("the Idempotency-Key was already used for a different request body")
 
@@ -64,8 +67,12 @@ CREATE TABLE IF NOT EXISTS intake_sequence (
 // Accept commits a submission durably: the envelope is enqueued and its request recorded in
 // the tracker in one transaction (group-committed with concurrent submissions). Only when
 // Accept returns nil may the caller answer with success. It returns ErrIdempotencyConflict
-// when the key was used for another body.
+// when the key was used for another body, and ErrBacklog (wrapped) while more than
+// MaxBacklog fragments wait.
 func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
+	if limit := p.cfg.MaxBacklog; limit > 0 && p.backlog.Load() >= int64(limit) {
+		return Receipt{}, fmt.Errorf("%w (%d fragments queued, limit %d)", ErrBacklog, p.backlog.Load(), limit)
+	}
 	now := p.now()
 	requestID := uuid.NewString()
 	fragments := p.fragments(requestID, s.Envelope)

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -53,6 +54,9 @@ type Config struct {
 	FragmentSize     int           // records per fragment
 	DeliveryAttempts int           // delivery attempts before a record ends Failed
 	DeliveryTimeout  time.Duration // one sink write; default 60s
+	// MaxBacklog is how many fragments may wait to be processed before Accept refuses new
+	// submissions with ErrBacklog (0: no limit). It keeps a flood from filling the disk.
+	MaxBacklog int
 
 	Log *slog.Logger
 	Now func() time.Time
@@ -64,6 +68,8 @@ type Pipeline struct {
 	router *message.Router
 	log    *slog.Logger
 	cpu    cpuSlots
+	// backlog is the number of queued fragments, refreshed by backlogLoop.
+	backlog atomic.Int64
 }
 
 // cpuSlots bounds how many handlers do CPU-heavy work (mapping a fragment, decoding a
@@ -135,6 +141,9 @@ func QueueTopics(sinkNames []string) map[string]sqlitequeue.TopicConfig {
 // handlers (unfinished messages return to the queue).
 func (p *Pipeline) Run(ctx context.Context) error {
 	go p.purgeLoop(ctx)
+	if p.cfg.MaxBacklog > 0 {
+		go p.backlogLoop(ctx)
+	}
 	if err := p.router.Run(ctx); err != nil {
 		return fmt.Errorf("run router: %w", err)
 	}
@@ -156,6 +165,34 @@ func (p *Pipeline) now() time.Time { return p.cfg.Now() }
 type unclosable struct{ *sqlitequeue.Queue }
 
 func (unclosable) Close() error { return nil }
+
+// backlogEvery is how often the queued-fragment count behind ErrBacklog is refreshed.
+const backlogEvery = 250 * time.Millisecond
+
+func (p *Pipeline) backlogLoop(ctx context.Context) {
+	t := time.NewTicker(backlogEvery)
+	defer t.Stop()
+	for {
+		if err := p.refreshBacklog(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("count queued fragments", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refreshBacklog counts the fragments waiting in the queue (a covering-index count).
+func (p *Pipeline) refreshBacklog(ctx context.Context) error {
+	n, err := p.cfg.Queue.Depth(ctx, topicFragments)
+	if err != nil {
+		return err
+	}
+	p.backlog.Store(int64(n))
+	return nil
+}
 
 func (p *Pipeline) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(time.Hour)

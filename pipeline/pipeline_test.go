@@ -241,3 +241,35 @@ func rows(t *testing.T, h *harness, table string) int {
 	}
 	return n
 }
+
+// TestBacklogRefusesIntake: past MaxBacklog queued fragments Accept refuses with ErrBacklog,
+// and accepts again once the pipeline has caught up.
+func TestBacklogRefusesIntake(t *testing.T) {
+	h := newHarness(t, 10)
+	h.p.cfg.MaxBacklog = 3
+	ctx := context.Background()
+	if _, err := h.p.Accept(ctx, Submission{ClientID: "c", Envelope: calls(35)}); err != nil {
+		t.Fatal(err) // 4 fragments queued; the count is refreshed below
+	}
+	if err := h.p.refreshBacklog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.p.Accept(ctx, Submission{ClientID: "c", Envelope: calls(1)})
+	if !errors.Is(err, ErrBacklog) || !strings.Contains(err.Error(), "4 fragments queued, limit 3") {
+		t.Fatalf("Accept with 4 fragments queued: %v", err)
+	}
+	h.run(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for queued(t, h.db) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("backlog not processed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := h.p.refreshBacklog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.p.Accept(ctx, Submission{ClientID: "c", Envelope: calls(1)}); err != nil {
+		t.Fatalf("Accept after catching up: %v", err)
+	}
+}

@@ -154,6 +154,10 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, pipeline.ErrIdempotencyConflict):
 		writeSpringError(w, r, http.StatusUnprocessableEntity, "", "%v", err)
 		return
+	case errors.Is(err, pipeline.ErrBacklog):
+		w.Header().Set("Retry-After", retryAfterBacklog)
+		writeSpringError(w, r, http.StatusServiceUnavailable, "", "%v", err)
+		return
 	case err != nil:
 		s.Log.Error("accept event", "client", p.ClientID, "format", eventType, "tenant", tenant, "err", err)
 		writeSpringError(w, r, http.StatusServiceUnavailable, "", "the event could not be queued; retry later")

@@ -14,6 +14,9 @@ import (
 // maxIdempotencyKey bounds the Idempotency-Key header.
 const maxIdempotencyKey = 255
 
+// retryAfterBacklog is the Retry-After (seconds) sent while the pipeline refuses new work.
+const retryAfterBacklog = "5"
+
 // push is POST /push (seed 000): validate the envelope, then commit it and answer 202 {"id"}.
 func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 	if msg, ok := checkJSONContentType(r.Header.Get("Content-Type"), "application/json", "text/json"); !ok {
@@ -57,6 +60,10 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 	switch {
 	case errors.Is(err, pipeline.ErrIdempotencyConflict):
 		writeProblem(w, http.StatusUnprocessableEntity, "%v", err)
+		return
+	case errors.Is(err, pipeline.ErrBacklog):
+		w.Header().Set("Retry-After", retryAfterBacklog)
+		writeProblem(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	case err != nil:
 		s.Log.Error("accept push", "client", p.ClientID, "format", env.Format, "err", err)

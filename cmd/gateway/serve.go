@@ -91,7 +91,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	pl, err := pipeline.New(pipeline.Config{
 		DB: db, Queue: queue, Tracker: trk, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
-		Log: log,
+		MaxBacklog: max(cfg.Pipeline.MaxBacklog, 0), Log: log,
 	})
 	if err != nil {
 		return err

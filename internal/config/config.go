@@ -45,6 +45,9 @@ type Pipeline struct {
 	DeliveryAttempts int           `yaml:"delivery_attempts"` // before a record ends Failed; default 10
 	RetryBackoff     time.Duration `yaml:"retry_backoff"`     // first retry delay, doubled per attempt; default 1s
 	MaxRetryBackoff  time.Duration `yaml:"max_retry_backoff"` // default 5m
+	// MaxBacklog: queued fragments beyond which intake answers 503 with Retry-After; default
+	// 100000, -1 for no limit.
+	MaxBacklog int `yaml:"max_backlog"`
 }
 
 // Auth configures issued tokens.
@@ -157,6 +160,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Pipeline.RetryBackoff == 0 {
 		c.Pipeline.RetryBackoff = time.Second
+	}
+	if c.Pipeline.MaxBacklog == 0 {
+		c.Pipeline.MaxBacklog = 100000
 	}
 	if c.Pipeline.MaxRetryBackoff == 0 {
 		c.Pipeline.MaxRetryBackoff = 5 * time.Minute

@@ -288,6 +288,16 @@ func (q *Queue) InsertTx(tx *sql.Tx, topic string, msgs ...*message.Message) err
 	return nil
 }
 
+// Depth counts the messages of topic not yet acknowledged (waiting, backing off or being
+// handled), from the read pool.
+func (q *Queue) Depth(ctx context.Context, topic string) (int, error) {
+	var n int
+	if err := q.db.Reader().QueryRowContext(ctx, `SELECT count(*) FROM queue_messages WHERE topic = ?`, topic).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count messages on topic %q: %w", topic, err)
+	}
+	return n, nil
+}
+
 // Notify wakes this Queue's subscriptions of topic so they claim new messages now. It never
 // blocks and does nothing after Close.
 func (q *Queue) Notify(topic string) {
