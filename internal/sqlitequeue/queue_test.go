@@ -266,7 +266,7 @@ func TestNackRedeliversWithBackoff(t *testing.T) {
 
 	var nackedAt time.Time
 	for want := 1; want <= 3; want++ {
-		got := receive(t, ch, 2*time.Second)
+		got := receive(t, ch, 10*time.Second)
 		if got.UUID != msg.UUID {
 			t.Fatalf("got message %s, want %s", got.UUID, msg.UUID)
 		}
@@ -274,8 +274,9 @@ func TestNackRedeliversWithBackoff(t *testing.T) {
 			t.Fatalf("delivery %d: %s = %q", want, AttemptKey, a)
 		}
 		if want > 1 {
-			if waited := time.Since(nackedAt); waited < backoff || waited > backoff+time.Second {
-				t.Fatalf("redelivered %s after nack, want about %s", waited, backoff)
+			// Only the lower bound is a contract; how soon after it is a matter of load.
+			if waited := time.Since(nackedAt); waited < backoff {
+				t.Fatalf("redelivered %s after nack, before the %s backoff", waited, backoff)
 			}
 		}
 		if want == 3 {
@@ -306,7 +307,9 @@ func TestDefaultBackoff(t *testing.T) {
 
 func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 	db := openDB(t)
-	const lease = 500 * time.Millisecond
+	// Long enough that a loaded CI machine delaying the lease keeper by a few hundred
+	// milliseconds cannot make the lease lapse.
+	const lease = 1500 * time.Millisecond
 	holder := newQueue(t, Config{DB: db, LeaseDuration: lease})
 	// A competing consumer polling often: it would take the message if its lease lapsed.
 	rival := newQueue(t, Config{DB: db, LeaseDuration: lease, PollInterval: 20 * time.Millisecond})
@@ -316,10 +319,10 @@ func TestLeaseExtendedWhileHandlerRuns(t *testing.T) {
 	msg := receive(t, held, 2*time.Second)
 
 	rivalCh := subscribe(t, rival, context.Background(), "slow")
-	expectNothing(t, rivalCh, 4*lease) // the "handler" runs for four leases
+	expectNothing(t, rivalCh, 3*lease) // the "handler" runs for three leases
 	msg.Ack()
 	waitRows(t, db, 0)
-	expectNothing(t, rivalCh, 2*lease)
+	expectNothing(t, rivalCh, lease)
 }
 
 func TestMaxInFlight(t *testing.T) {
