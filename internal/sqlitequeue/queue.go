@@ -556,21 +556,32 @@ func (s *subscription) send(d *delivery) bool {
 		cancel()
 		return false
 	}
-	select {
-	case s.out <- d.msg:
-	case <-s.ctx.Done():
-		cancel()
-		return false
-	case <-s.q.closing:
-		cancel()
-		return false
-	}
+	// Registered before the consumer can see the message, so its handler may AckTx at once.
 	s.q.mu.Lock()
 	s.q.delivered[d.msg] = d
 	s.q.mu.Unlock()
+	select {
+	case s.out <- d.msg:
+	case <-s.ctx.Done():
+		s.unregister(d)
+		cancel()
+		return false
+	case <-s.q.closing:
+		s.unregister(d)
+		cancel()
+		return false
+	}
 	s.q.wg.Add(1)
 	go s.settle(d)
 	return true
+}
+
+// unregister forgets d's delivery bookkeeping once it is settled or was never handed over.
+func (s *subscription) unregister(d *delivery) {
+	s.q.mu.Lock()
+	delete(s.q.delivered, d.msg)
+	delete(s.q.ackedInTx, d.id)
+	s.q.mu.Unlock()
 }
 
 // AckTx deletes msg, a message this Queue delivered, inside the caller's transaction, so the
@@ -607,12 +618,7 @@ func (q *Queue) AckTx(tx *sql.Tx, msg *message.Message) error {
 func (s *subscription) settle(d *delivery) {
 	defer s.q.wg.Done()
 	defer d.cancel()
-	defer func() {
-		s.q.mu.Lock()
-		delete(s.q.delivered, d.msg)
-		delete(s.q.ackedInTx, d.id)
-		s.q.mu.Unlock()
-	}()
+	defer s.unregister(d)
 	select {
 	case <-d.msg.Acked():
 		s.ack(d)
