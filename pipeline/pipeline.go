@@ -129,7 +129,7 @@ func New(cfg Config) (*Pipeline, error) {
 // suit their message sizes, for configuring the queue.
 func QueueTopics(sinkNames []string) map[string]sqlitequeue.TopicConfig {
 	topics := map[string]sqlitequeue.TopicConfig{
-		topicFragments: {BatchSize: 128, MaxInFlight: 256},
+		topicFragments: {BatchSize: 64, MaxInFlight: 64},
 	}
 	for _, n := range sinkNames {
 		topics[topicDeliverPrefix+n] = sqlitequeue.TopicConfig{BatchSize: 128, MaxInFlight: 256}
