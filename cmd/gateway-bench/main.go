@@ -114,7 +114,7 @@ func bigPushes(g *gatewayProc, c, n int) (map[string]float64, error) {
 	for i := range bodies {
 		bodies[i] = envelope(fmt.Sprintf("b%d-", i), 10000)
 	}
-	lat, _, err := pushAll(g, c, n, func(i int) []byte { return bodies[i%len(bodies)] })
+	lat, _, err := pushPaced(g, c, n, nil, func(i int) []byte { return bodies[i%len(bodies)] }, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func bigPushes(g *gatewayProc, c, n int) (map[string]float64, error) {
 // ended.
 func smallPushes(g *gatewayProc, c, n int) (map[string]float64, error) {
 	start := time.Now()
-	lat, elapsed, err := pushAll(g, c, n, func(i int) []byte { return envelope(fmt.Sprintf("s%d-", i), 1) })
+	lat, elapsed, err := pushPaced(g, c, n, nil, func(i int) []byte { return envelope(fmt.Sprintf("s%d-", i), 1) }, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func steadyPushes(g *gatewayProc, c, rate int, d time.Duration) (map[string]floa
 	start := time.Now()
 	// Request i is due at start + i*interval; a late client sends at once.
 	due := func(i int) time.Time { return start.Add(time.Duration(i) * interval) }
-	lat, elapsed, err := pushPaced(g, c, n, due, func(i int) []byte { return envelope(fmt.Sprintf("t%d-", i), 1) }, func(string) {})
+	lat, elapsed, err := pushPaced(g, c, n, due, func(i int) []byte { return envelope(fmt.Sprintf("t%d-", i), 1) }, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func endToEnd(g *gatewayProc, c, n int) (map[string]float64, error) {
 	start := time.Now()
 	var ids []string
 	var mu sync.Mutex
-	_, _, err := pushAllIDs(g, c, n, func(i int) []byte { return envelope(fmt.Sprintf("e%d-", i), 10000) }, func(id string) {
+	_, _, err := pushPaced(g, c, n, nil, func(i int) []byte { return envelope(fmt.Sprintf("e%d-", i), 10000) }, func(id string) {
 		mu.Lock()
 		ids = append(ids, id)
 		mu.Unlock()
@@ -206,16 +206,9 @@ func endToEnd(g *gatewayProc, c, n int) (map[string]float64, error) {
 	}, nil
 }
 
-func pushAll(g *gatewayProc, c, n int, body func(int) []byte) ([]float64, time.Duration, error) {
-	return pushAllIDs(g, c, n, body, func(string) {})
-}
-
-func pushAllIDs(g *gatewayProc, c, n int, body func(int) []byte, onID func(string)) ([]float64, time.Duration, error) {
-	return pushPaced(g, c, n, nil, body, onID)
-}
-
-// pushPaced sends n pushes from c clients; request i waits until due(i) when due is set. It
-// returns each request's latency in ms and the elapsed time.
+// pushPaced sends n pushes from c clients; request i waits until due(i) when due is set, and
+// onID, when set, receives each request id. It returns each request's latency in ms and the
+// elapsed time.
 func pushPaced(g *gatewayProc, c, n int, due func(int) time.Time, body func(int) []byte, onID func(string)) ([]float64, time.Duration, error) {
 	var next atomic.Int64
 	lat := make([]float64, n)
@@ -242,7 +235,9 @@ func pushPaced(g *gatewayProc, c, n int, due func(int) time.Time, body func(int)
 					errs <- err
 					return
 				}
-				onID(id)
+				if onID != nil {
+					onID(id)
+				}
 			}
 		}()
 	}

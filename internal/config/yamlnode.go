@@ -1,7 +1,6 @@
 package config
 
 import (
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -81,7 +80,7 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // ExpandEnv replaces ${NAME} and ${NAME:-default} in every scalar value of the tree, in place,
 // so line numbers stay those of the file. It returns the references to unset variables that
-// have no default. "$${" escapes a literal "${".
+// have no default; an empty value counts as unset. "$${" escapes a literal "${".
 func ExpandEnv(node *yaml.Node, getenv func(string) string) []MissingEnv {
 	var missing []MissingEnv
 	var walk func(n *yaml.Node)
@@ -91,7 +90,7 @@ func ExpandEnv(node *yaml.Node, getenv func(string) string) []MissingEnv {
 			v := strings.ReplaceAll(n.Value, "$${", escaped)
 			v = envRef.ReplaceAllStringFunc(v, func(ref string) string {
 				m := envRef.FindStringSubmatch(ref)
-				if val, ok := lookup(getenv, m[1]); ok {
+				if val := getenv(m[1]); val != "" {
 					return val
 				}
 				if m[2] != "" {
@@ -112,12 +111,4 @@ func ExpandEnv(node *yaml.Node, getenv func(string) string) []MissingEnv {
 	}
 	walk(node)
 	return missing
-}
-
-func lookup(getenv func(string) string, name string) (string, bool) {
-	if getenv == nil {
-		return os.LookupEnv(name)
-	}
-	v := getenv(name)
-	return v, v != ""
 }

@@ -234,9 +234,7 @@ func (db *DB) take(queue chan *job) *job {
 // runGroup runs first and, in the same transaction, more jobs of the same kind while they wait
 // and the group limits allow; then it commits and answers every caller.
 func (db *DB) runGroup(first *job) {
-	group := []*job{first}
-	results := []error{nil}
-	err := db.commitGroup(&group, &results)
+	group, results, err := db.commitGroup(first)
 	for i, j := range group {
 		if err != nil && results[i] == nil {
 			results[i] = err
@@ -245,40 +243,40 @@ func (db *DB) runGroup(first *job) {
 	}
 }
 
-func (db *DB) commitGroup(group *[]*job, results *[]error) error {
+// commitGroup returns the jobs it ran, each one's own error, and the transaction's error.
+func (db *DB) commitGroup(first *job) ([]*job, []error, error) {
+	group := []*job{first}
+	results := []error{nil}
 	tx, err := db.write.Begin()
 	if err != nil {
-		return fmt.Errorf("begin transaction on %s: %w", db.path, err)
+		return group, results, fmt.Errorf("begin transaction on %s: %w", db.path, err)
 	}
 	start := time.Now()
-	urgent := (*group)[0].urgent
 	queue, limit := db.jobs, maxGroup
-	if urgent {
+	if first.urgent {
 		queue, limit = db.urgent, maxUrgent
 	}
 	for i := 0; ; i++ {
-		if err := db.runJob(tx, (*group)[i]); err != nil {
-			(*results)[i] = err
-		}
+		results[i] = db.runJob(tx, group[i])
 		if i+1 == limit || time.Since(start) > groupBudget || db.isClosing() {
 			break
 		}
 		// A background group yields to a waiting urgent job once it has had urgentGrace: long
 		// enough to amortise its commit, short enough for the urgent job's latency.
-		if !urgent && len(db.urgent) > 0 && time.Since(start) > urgentGrace {
+		if !first.urgent && len(db.urgent) > 0 && time.Since(start) > urgentGrace {
 			break
 		}
 		next := db.take(queue)
 		if next == nil {
 			break
 		}
-		*group = append(*group, next)
-		*results = append(*results, nil)
+		group = append(group, next)
+		results = append(results, nil)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit on %s: %w", db.path, err)
+		return group, results, fmt.Errorf("commit on %s: %w", db.path, err)
 	}
-	return nil
+	return group, results, nil
 }
 
 // runJob runs one caller's function inside a savepoint, rolling back only its changes on error.

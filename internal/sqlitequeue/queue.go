@@ -114,9 +114,8 @@ type Queue struct {
 	// claim, which identifies the claim: a later claim of the same row increments it.
 	leases map[int64]int64
 	// delivered maps each message handed to a consumer and not yet settled to its claim, for
-	// AckTx; ackedInTx holds the row ids AckTx deleted, whose ack needs no write of its own.
+	// AckTx.
 	delivered map[*message.Message]*delivery
-	ackedInTx map[int64]bool
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -173,7 +172,6 @@ func New(cfg Config) (*Queue, error) {
 		subs:         make(map[string]map[*subscription]struct{}),
 		leases:       make(map[int64]int64),
 		delivered:    make(map[*message.Message]*delivery),
-		ackedInTx:    make(map[int64]bool),
 		closing:      make(chan struct{}),
 	}
 	if q.logger == nil {
@@ -428,6 +426,8 @@ type delivery struct {
 	attempts int64
 	msg      *message.Message
 	cancel   context.CancelFunc
+	// ackedInTx: AckTx deleted the row, so the ack needs no write of its own. Guarded by q.mu.
+	ackedInTx bool
 }
 
 // subscription is one Subscribe call: a claim loop plus one settle goroutine per delivered
@@ -580,7 +580,6 @@ func (s *subscription) send(d *delivery) bool {
 func (s *subscription) unregister(d *delivery) {
 	s.q.mu.Lock()
 	delete(s.q.delivered, d.msg)
-	delete(s.q.ackedInTx, d.id)
 	s.q.mu.Unlock()
 }
 
@@ -608,7 +607,7 @@ func (q *Queue) AckTx(tx *sql.Tx, msg *message.Message) error {
 		return fmt.Errorf("ack message %s in transaction: %w", msg.UUID, err)
 	}
 	q.mu.Lock()
-	q.ackedInTx[d.id] = true
+	d.ackedInTx = true
 	q.mu.Unlock()
 	return nil
 }
@@ -650,7 +649,7 @@ func (s *subscription) ack(d *delivery) {
 	defer s.settled(1)
 	defer s.q.drop(d)
 	s.q.mu.Lock()
-	done := s.q.ackedInTx[d.id]
+	done := d.ackedInTx
 	s.q.mu.Unlock()
 	if done {
 		return
