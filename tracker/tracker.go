@@ -39,6 +39,7 @@
 package tracker
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -239,4 +240,39 @@ type MessageView struct {
 	ProcessedAt       time.Time // when it reached its terminal status; zero until then
 	Errors            []string
 	MappingVersion    string
+}
+
+// Writer records a request's status changes inside a store transaction (store.Tx.Tracker), so
+// they commit together with the queue work that causes them. Every method is idempotent and
+// every transition a compare-and-set, as the package documentation describes. A Writer is used
+// by one goroutine, inside one transaction.
+type Writer interface {
+	// Accept records request r (inside the intake transaction that enqueues its envelope).
+	// Recording the same id again does nothing: the first record stands.
+	Accept(r Request) error
+	// AddMessages records msgs of request requestID as Queued, or as Cancelled (processed now)
+	// if the request was cancelled, and then reports cancelled. Messages already recorded keep
+	// their status and fields. It returns ErrNotFound (wrapped) for a request never accepted.
+	AddMessages(requestID string, msgs []NewMessage) (cancelled bool, err error)
+	// Claim moves the messages at indexes from Queued to Processing and returns the indexes it
+	// moved or that were already Processing (a redelivery), in ascending order. Cancelled and
+	// terminal messages are never returned.
+	Claim(requestID string, indexes []int) ([]int, error)
+	// Finish records terminal outcomes, processed now. A message already terminal keeps its
+	// first terminal status; a message not recorded is ignored; of several results for one
+	// index the first wins.
+	Finish(requestID string, results []Result) error
+}
+
+// Store answers the Tracking API. It is safe for concurrent use.
+type Store interface {
+	// Find runs search f over the requests of client clientID (never any other client's). It
+	// reads one consistent snapshot and returns ErrInvalidFilter (wrapped) for a filter it
+	// cannot run.
+	Find(ctx context.Context, clientID string, f Filter) (Page, error)
+	// Cancel cancels request requestID of client clientID: messages recorded later are recorded
+	// Cancelled and its Queued messages become Cancelled now. cancelled counts the messages this
+	// call cancelled, including those not yet recorded. found is false, and nothing changes,
+	// when clientID has no such request (another client's request looks missing).
+	Cancel(ctx context.Context, clientID, requestID string) (found bool, cancelled int, err error)
 }
