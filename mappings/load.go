@@ -15,11 +15,12 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
+
+	"github.com/opengw/gateway/internal/yamlcheck"
 )
 
 // Set is the mappings of a directory, one per format. It does not change after loading and
@@ -137,7 +138,7 @@ func loadFile(path string, sinks []string) *loader {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	l.root(resolve(root))
+	l.root(yamlcheck.Resolve(root))
 	if len(l.schemaFiles) > 0 {
 		l.m.Version = version(src, l.schemaFiles)
 	}
@@ -157,18 +158,16 @@ func version(src []byte, schemaFiles map[string][]byte) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
-
-// yamlError turns a YAML syntax error ("yaml: line 3: did not find expected key") into a
-// problem on that line.
+// yamlError reports a YAML syntax error on its line.
 func (l *loader) yamlError(err error) {
-	msg := err.Error()
-	line := 0
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = msg[len(m[0]):]
+	l.addAll(yamlcheck.FromError(err))
+}
+
+// addAll adds problems found by yamlcheck.
+func (l *loader) addAll(ps []yamlcheck.Problem) {
+	for _, p := range ps {
+		l.problems = append(l.problems, Problem{File: l.file, Line: p.Line, Col: p.Col, Message: p.Message})
 	}
-	l.problems = append(l.problems, Problem{File: l.file, Line: line, Message: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")})
 }
 
 func (l *loader) at(n *yaml.Node, format string, args ...any) Problem {
@@ -179,81 +178,22 @@ func (l *loader) add(n *yaml.Node, format string, args ...any) {
 	l.problems = append(l.problems, l.at(n, format, args...))
 }
 
-// resolve follows an alias to the node it names.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.ShortTag() == "!!null" || strings.TrimSpace(n.Value) == "" {
-			return "nothing"
-		}
-		return "a scalar"
-	}
-	return "nothing"
-}
-
 // mapping checks that n is a mapping whose keys are among allowed and appear once, reporting
 // every other key, and returns the value nodes by key.
 func (l *loader) mapping(n *yaml.Node, what string, allowed ...string) (map[string]*yaml.Node, bool) {
-	if n.Kind != yaml.MappingNode {
-		if what == "" {
-			l.add(n, "a mapping file must be a mapping (format: ..., routes: ...), got %s", kindName(n))
-		} else {
-			l.add(n, "%s: expected a mapping, got %s", what, kindName(n))
-		}
+	if n.Kind != yaml.MappingNode && what == "" {
+		l.add(n, "a mapping file must be a mapping (format: ..., routes: ...), got %s", yamlcheck.KindName(n))
 		return nil, false
 	}
-	vals := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		key := k.Value
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			l.add(k, "%s: a key must be a scalar, got %s", what, kindName(k))
-		case !slices.Contains(allowed, key):
-			if near := closest(key, allowed); near != "" {
-				l.add(k, "%sunknown key %q (did you mean %q?)", prefix(what), key, near)
-			} else {
-				l.add(k, "%sunknown key %q (allowed: %s)", prefix(what), key, strings.Join(allowed, ", "))
-			}
-		case vals[key] != nil:
-			l.add(k, "%skey %q appears twice", prefix(what), key)
-		default:
-			vals[key] = v
-		}
-	}
-	return vals, true
-}
-
-// prefix returns "what: ", or "" at the top of the file.
-func prefix(what string) string {
-	if what == "" {
-		return ""
-	}
-	return what + ": "
-}
-
-func join(what, key string) string {
-	if what == "" {
-		return key
-	}
-	return what + "." + key
+	vals, problems, ok := yamlcheck.Keys(n, what, allowed)
+	l.addAll(problems)
+	return vals, ok
 }
 
 // scalar returns the text of a scalar that is not null or empty.
 func (l *loader) scalar(n *yaml.Node, what string) (string, bool) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
-		l.add(n, "%s: expected a string, got %s", what, kindName(n))
+		l.add(n, "%s: expected a string, got %s", what, yamlcheck.KindName(n))
 		return "", false
 	}
 	if strings.TrimSpace(n.Value) == "" {
@@ -266,12 +206,12 @@ func (l *loader) scalar(n *yaml.Node, what string) (string, bool) {
 // list returns the items of a sequence.
 func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 	if n.Kind != yaml.SequenceNode {
-		l.add(n, "%s: expected a list, got %s", what, kindName(n))
+		l.add(n, "%s: expected a list, got %s", what, yamlcheck.KindName(n))
 		return nil, false
 	}
 	items := make([]*yaml.Node, len(n.Content))
 	for i, c := range n.Content {
-		items[i] = resolve(c)
+		items[i] = yamlcheck.Resolve(c)
 	}
 	return items, true
 }
@@ -352,10 +292,10 @@ func (l *loader) rule(n *yaml.Node, what string) {
 		l.add(n, "%s: missing key \"rule\"", what)
 	} else {
 		r.src = v.Value
-		r.prog = l.expr(v, join(what, "rule"), true)
+		r.prog = l.expr(v, yamlcheck.Join(what, "rule"), true)
 	}
 	if v := vals["message"]; v != nil {
-		r.message, _ = l.scalar(v, join(what, "message"))
+		r.message, _ = l.scalar(v, yamlcheck.Join(what, "message"))
 	}
 	if r.message == "" {
 		r.message = "rule failed: " + r.src
@@ -376,7 +316,7 @@ func (l *loader) routes(items []*yaml.Node) bool {
 		}
 		r := route{name: what}
 		if v := vals["name"]; v != nil {
-			if s, sOK := l.scalar(v, join(what, "name")); sOK {
+			if s, sOK := l.scalar(v, yamlcheck.Join(what, "name")); sOK {
 				if names[s] {
 					l.add(v, "%s.name: another route is named %q", what, s)
 				}
@@ -384,14 +324,14 @@ func (l *loader) routes(items []*yaml.Node) bool {
 			}
 		}
 		if v := vals["when"]; v != nil {
-			r.when = l.expr(v, join(what, "when"), true)
+			r.when = l.expr(v, yamlcheck.Join(what, "when"), true)
 		} else if i < len(items)-1 {
 			l.add(items[i+1], "routes[%d]: unreachable: %s has no \"when\" and takes every record", i+1, what)
 		}
 		if v := vals["sink"]; v == nil {
 			l.add(n, "%s: missing key \"sink\"", what)
 			ok = false
-		} else if s, sOK := l.scalar(v, join(what, "sink")); sOK {
+		} else if s, sOK := l.scalar(v, yamlcheck.Join(what, "sink")); sOK {
 			r.sink = s
 			if l.sinks != nil && !slices.Contains(l.sinks, s) {
 				known := "no sinks are configured"
@@ -406,7 +346,7 @@ func (l *loader) routes(items []*yaml.Node) bool {
 		if v := vals["fields"]; v == nil {
 			l.add(n, "%s: missing key \"fields\"", what)
 		} else {
-			r.fields = l.fields(v, join(what, "fields"))
+			r.fields = l.fields(v, yamlcheck.Join(what, "fields"))
 		}
 		l.m.routes = append(l.m.routes, r)
 	}
@@ -415,7 +355,7 @@ func (l *loader) routes(items []*yaml.Node) bool {
 
 func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 	if n.Kind != yaml.MappingNode {
-		l.add(n, "%s: expected a mapping of field names to expressions, got %s", what, kindName(n))
+		l.add(n, "%s: expected a mapping of field names to expressions, got %s", what, yamlcheck.KindName(n))
 		return nil
 	}
 	if len(n.Content) == 0 {
@@ -424,7 +364,7 @@ func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 	var fields []fieldExpr
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		k, v := yamlcheck.Resolve(n.Content[i]), yamlcheck.Resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || k.Value == "" {
 			l.add(k, "%s: a field name must be a non-empty string", what)
 			continue
@@ -435,10 +375,10 @@ func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 		}
 		seen[k.Value] = true
 		if v.Kind != yaml.ScalarNode {
-			l.add(v, "%s.%s: expected an expression, got %s (build objects and lists with expr literals: {a: x}, [x, y])", what, k.Value, kindName(v))
+			l.add(v, "%s.%s: expected an expression, got %s (build objects and lists with expr literals: {a: x}, [x, y])", what, k.Value, yamlcheck.KindName(v))
 			continue
 		}
-		fields = append(fields, fieldExpr{name: k.Value, prog: l.expr(v, join(what, k.Value), false)})
+		fields = append(fields, fieldExpr{name: k.Value, prog: l.expr(v, yamlcheck.Join(what, k.Value), false)})
 	}
 	return fields
 }
@@ -447,7 +387,7 @@ func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 // place in the file: the node's position plus the position inside the expression.
 func (l *loader) expr(n *yaml.Node, what string, asBool bool) *vm.Program {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" || strings.TrimSpace(n.Value) == "" {
-		l.add(n, "%s: expected an expression, got %s", what, kindName(n))
+		l.add(n, "%s: expected an expression, got %s", what, yamlcheck.KindName(n))
 		return nil
 	}
 	prog, err := compileExpr(n.Value, asBool)
@@ -509,7 +449,7 @@ func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK
 	tc := testCase{}
 	if v := vals["name"]; v == nil {
 		l.add(n, "%s: missing key \"name\"", what)
-	} else if s, ok := l.scalar(v, join(what, "name")); ok {
+	} else if s, ok := l.scalar(v, yamlcheck.Join(what, "name")); ok {
 		if names[s] {
 			l.add(v, "%s.name: another test is named %q", what, s)
 		}
@@ -518,8 +458,8 @@ func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK
 	if v := vals["input"]; v == nil {
 		l.add(n, "%s: missing key \"input\"", what)
 	} else if v.Kind != yaml.MappingNode {
-		l.add(v, "%s.input: expected a record (a mapping), got %s", what, kindName(v))
-	} else if rec, ok := l.value(v, join(what, "input")); ok {
+		l.add(v, "%s.input: expected a record (a mapping), got %s", what, yamlcheck.KindName(v))
+	} else if rec, ok := l.value(v, yamlcheck.Join(what, "input")); ok {
 		tc.input, _ = json.Marshal(rec) // l.value returns only JSON-encodable values
 	}
 	expect, invalid := vals["expect"], vals["invalid"]
@@ -529,9 +469,9 @@ func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK
 	case expect != nil && invalid != nil:
 		l.add(invalid, "%s: \"expect\" and \"invalid\" exclude each other", what)
 	case invalid != nil:
-		tc.invalid, _ = l.scalar(invalid, join(what, "invalid"))
+		tc.invalid, _ = l.scalar(invalid, yamlcheck.Join(what, "invalid"))
 	default:
-		l.expect(expect, join(what, "expect"), &tc, routesOK)
+		l.expect(expect, yamlcheck.Join(what, "expect"), &tc, routesOK)
 	}
 	l.m.tests = append(l.m.tests, tc)
 }
@@ -542,37 +482,37 @@ func (l *loader) expect(n *yaml.Node, what string, tc *testCase, routesOK bool) 
 		l.add(n, "%s: expected a mapping with one sink and its fields, e.g. {activities: {activity_id: a1}}", what)
 		return
 	}
-	k, v := resolve(n.Content[0]), resolve(n.Content[1])
+	k, v := yamlcheck.Resolve(n.Content[0]), yamlcheck.Resolve(n.Content[1])
 	tc.sink = k.Value
 	if routesOK && !slices.ContainsFunc(l.m.routes, func(r route) bool { return r.sink == k.Value }) {
 		l.add(k, "%s: no route has sink %q", what, k.Value)
 	}
 	if v.Kind != yaml.MappingNode {
-		l.add(v, "%s.%s: expected a mapping of field names to values, got %s", what, k.Value, kindName(v))
+		l.add(v, "%s.%s: expected a mapping of field names to values, got %s", what, k.Value, yamlcheck.KindName(v))
 		return
 	}
-	fields, ok := l.value(v, join(what, k.Value))
+	fields, ok := l.value(v, yamlcheck.Join(what, k.Value))
 	if !ok {
 		return
 	}
 	tc.expect, _ = normalize(fields).(map[string]any)
 	for i := 0; i+1 < len(v.Content); i += 2 {
-		tc.expectOrder = append(tc.expectOrder, resolve(v.Content[i]).Value)
+		tc.expectOrder = append(tc.expectOrder, yamlcheck.Resolve(v.Content[i]).Value)
 	}
 }
 
 // value converts a YAML node to the value JSON would give: strings (timestamps included, as
 // written), float64 or int64 numbers, bools, nil, map[string]any and []any.
 func (l *loader) value(n *yaml.Node, what string) (any, bool) {
-	n = resolve(n)
+	n = yamlcheck.Resolve(n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		ok := true
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := resolve(n.Content[i])
+			k := yamlcheck.Resolve(n.Content[i])
 			if k.Kind != yaml.ScalarNode {
-				l.add(k, "%s: a key must be a scalar, got %s", what, kindName(k))
+				l.add(k, "%s: a key must be a scalar, got %s", what, yamlcheck.KindName(k))
 				ok = false
 				continue
 			}
@@ -581,7 +521,7 @@ func (l *loader) value(n *yaml.Node, what string) (any, bool) {
 				ok = false
 				continue
 			}
-			v, vOK := l.value(n.Content[i+1], join(what, k.Value))
+			v, vOK := l.value(n.Content[i+1], yamlcheck.Join(what, k.Value))
 			m[k.Value], ok = v, ok && vOK
 		}
 		return m, ok
@@ -638,42 +578,4 @@ func normalize(v any) any {
 		return v
 	}
 	return out
-}
-
-// closest returns the candidate within two edits of s, for "did you mean"; "" if none.
-func closest(s string, candidates []string) string {
-	best, bestDist := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Damerau-Levenshtein (optimal string alignment) distance of two short
-// strings: insertions, deletions, substitutions and swaps of neighbours count one each.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opengw/gateway/internal/yamlcheck"
 	"github.com/opengw/gateway/sinks"
 )
 
@@ -90,35 +91,33 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, problemsError(path, yamlcheck.FromError(err))
 	}
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s:1: the file is empty", path)
 	}
 	doc := root.Content[0]
-	var problems []string
-	report := func(line int, format string, args ...any) {
-		problems = append(problems, fmt.Sprintf("%s:%d: %s", path, line, fmt.Sprintf(format, args...)))
-	}
-	for _, u := range UnknownKeys(doc, &Config{}) {
-		report(u.Line, "unknown key %q (allowed: %s)", u.Key, strings.Join(u.Allowed, ", "))
-	}
+	problems := yamlcheck.Struct(doc, &Config{})
 	for _, m := range ExpandEnv(doc, getenv) {
-		report(m.Line, "environment variable %s is not set", m.Name)
+		problems = append(problems, yamlcheck.Problem{Line: m.Line, Message: fmt.Sprintf("environment variable %s is not set", m.Name)})
 	}
 	cfg := &Config{File: path}
 	if len(problems) == 0 {
 		if err := doc.Decode(cfg); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, problemsError(path, yamlcheck.FromError(err))
 		}
 		recordClientLines(doc, cfg)
 		for _, p := range cfg.validate() {
-			report(p.line, "%s", p.msg)
+			line := p.line
+			if line == 0 {
+				n, _ := yamlcheck.Find(doc, p.key...)
+				line = n.Line
+			}
+			problems = append(problems, yamlcheck.Problem{Line: line, Message: p.msg})
 		}
 	}
 	if len(problems) > 0 {
-		sort.SliceStable(problems, func(i, j int) bool { return problems[i] < problems[j] })
-		return nil, errors.New(strings.Join(problems, "\n"))
+		return nil, problemsError(path, problems)
 	}
 	cfg.applyDefaults()
 	return cfg, nil
@@ -178,25 +177,54 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// problem is one invalid value: at line, or, when line is 0, at the key that path names in
+// the file (or the deepest part of it that is there).
 type problem struct {
 	line int
+	key  []string
 	msg  string
+}
+
+// problemsError lists problems of the file at path one per line, as "file:line:col: message"
+// (the column left out when unknown), sorted by place.
+func problemsError(path string, ps []yamlcheck.Problem) error {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Line != ps[j].Line {
+			return ps[i].Line < ps[j].Line
+		}
+		return ps[i].Col < ps[j].Col
+	})
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		switch {
+		case p.Line == 0:
+			lines[i] = fmt.Sprintf("%s: %s", path, p.Message)
+		case p.Col == 0:
+			lines[i] = fmt.Sprintf("%s:%d: %s", path, p.Line, p.Message)
+		default:
+			lines[i] = fmt.Sprintf("%s:%d:%d: %s", path, p.Line, p.Col, p.Message)
+		}
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 func (c *Config) validate() []problem {
 	var ps []problem
 	add := func(line int, format string, args ...any) {
-		ps = append(ps, problem{line, fmt.Sprintf(format, args...)})
+		ps = append(ps, problem{line: line, msg: fmt.Sprintf(format, args...)})
+	}
+	addAt := func(key []string, format string, args ...any) {
+		ps = append(ps, problem{key: key, msg: fmt.Sprintf(format, args...)})
 	}
 	if c.Pipeline.FragmentSize < 0 || c.Pipeline.FragmentSize > 10000 {
-		add(1, "pipeline.fragment_size %d is outside 1..10000", c.Pipeline.FragmentSize)
+		addAt([]string{"pipeline", "fragment_size"}, "pipeline.fragment_size %d is outside 1..10000", c.Pipeline.FragmentSize)
 	}
 	if c.Pipeline.DeliveryAttempts < 0 {
-		add(1, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
+		addAt([]string{"pipeline", "delivery_attempts"}, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
 	}
 	for _, name := range c.SinkNames() {
-		if err := c.Sinks[name].Validate(name); err != nil {
-			add(1, "%v", err)
+		for _, err := range unjoin(c.Sinks[name].Validate(name)) {
+			addAt([]string{"sinks", name, sinkKey(err.Error(), name)}, "%v", err)
 		}
 	}
 	ids := map[string]bool{}
@@ -233,6 +261,27 @@ func (c *Config) validate() []problem {
 		}
 	}
 	return ps
+}
+
+// unjoin returns the errors that errors.Join combined into err; err alone if it is not a join;
+// none for nil.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// sinkKey returns the key a sinks.Config.Validate message is about: the word after the
+// `sink "name": ` prefix ("url" in `sink "x": url is required for type http`). A word that
+// is not a key of the sink makes Load report the sink's own line.
+func sinkKey(msg, name string) string {
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("sink %q: ", name))
+	word, _, _ := strings.Cut(msg, " ")
+	return strings.TrimSuffix(word, ":")
 }
 
 // recordClientLines remembers where each client was declared, for validation messages.
