@@ -39,7 +39,7 @@ func TestApply(t *testing.T) {
 			name: "valid sale",
 			rec: `{"kind": "sale", "order": {"id": "o1", "total": "12.50", "at": "2020-05-18T21:15:00-5:00",
 				"customer": "Jane@Example.COM", "lines": [{"sku": "A"}, {"sku": "B"}]}}`,
-			want: Outcome{Route: "sales", Sink: "sales", Fields: []Field{
+			want: Outcome{Routes: []RouteOutput{{Route: "sales", Sink: "sales", Fields: []Field{
 				{"order_id", "o1"},
 				{"total", 12.5},
 				{"at", "2020-05-19T02:15:00Z"},
@@ -48,17 +48,17 @@ func TestApply(t *testing.T) {
 				{"first_sku", "A"},
 				{"note", "none"},
 				{"href", "https://shop.example/orders?id=o1&x=<1>"},
-			}},
+			}}}},
 		},
 		{
 			name: "route without a name",
 			rec:  `{"kind": "refund", "order": {"id": "o2", "total": 10, "refunded": 2.5}}`,
-			want: Outcome{Route: "routes[1]", Sink: "refunds", Fields: []Field{{"order_id", "o2"}, {"ratio", 0.25}}},
+			want: Outcome{Routes: []RouteOutput{{Route: "routes[1]", Sink: "refunds", Fields: []Field{{"order_id", "o2"}, {"ratio", 0.25}}}}},
 		},
 		{
 			name: "condition on a record field",
 			rec:  `{"kind": "other", "order": {"id": "o3", "flag": true}}`,
-			want: Outcome{Route: "routes[2]", Sink: "flagged", Fields: []Field{{"order_id", "o3"}}},
+			want: Outcome{Routes: []RouteOutput{{Route: "routes[2]", Sink: "flagged", Fields: []Field{{"order_id", "o3"}}}}},
 		},
 		{
 			name: "not an object",
@@ -103,7 +103,7 @@ func TestApply(t *testing.T) {
 		{
 			name: "every failing field is reported",
 			rec:  `{"kind": "sale", "order": {"id": "o8", "total": 1, "at": "yesterday", "lines": []}}`,
-			want: Outcome{Route: "sales", Sink: "sales", Errors: []string{
+			want: Outcome{Errors: []string{
 				`field at: utc: cannot parse "yesterday" as a timestamp`,
 				`field customer: lower: expected a string, got null`,
 			}},
@@ -111,7 +111,7 @@ func TestApply(t *testing.T) {
 		{
 			name: "field that is not JSON",
 			rec:  `{"kind": "refund", "order": {"id": "o9", "total": 0, "refunded": 1}}`,
-			want: Outcome{Route: "routes[1]", Sink: "refunds", Errors: []string{"field ratio: +Inf is not a JSON number"}},
+			want: Outcome{Errors: []string{"field ratio: +Inf is not a JSON number"}},
 		},
 	}
 	for _, tt := range tests {
@@ -133,13 +133,13 @@ func TestOutcomeJSON(t *testing.T) {
 		"customer": "jane@example.com", "lines": [{"sku": "A"}], "note": "gift"}}`))
 	want := `{"order_id":"o1","total":12.5,"at":"2020-05-19T02:15:00Z","customer":"jane@example.com",` +
 		`"skus":["A"],"first_sku":"A","note":"gift","href":"https://shop.example/orders?id=o1&x=<1>"}`
-	if got := string(out.JSON()); got != want {
+	if got := string(out.Routes[0].JSON()); got != want {
 		t.Errorf("JSON()\n got %s\nwant %s", got, want)
 	}
-	if got := string((Outcome{}).JSON()); got != "{}" {
+	if got := string((RouteOutput{}).JSON()); got != "{}" {
 		t.Errorf("empty JSON() = %s", got)
 	}
-	bad := Outcome{Fields: []Field{{"f", make(chan int)}, {"g", 1}}}
+	bad := RouteOutput{Fields: []Field{{"f", make(chan int)}, {"g", 1}}}
 	if got := string(bad.JSON()); got != `{"f":null,"g":1}` {
 		t.Errorf("JSON() with an unencodable value = %s", got)
 	}
@@ -181,7 +181,7 @@ routes:
 	if got := untyped.RecordID([]byte(`{"id": "x"}`)); got != "" {
 		t.Errorf("RecordID without an id path = %q, want \"\"", got)
 	}
-	if got := untyped.Apply([]byte(`{"a": 1}`)); !got.Valid() || got.Route != "routes[0]" {
+	if got := untyped.Apply([]byte(`{"a": 1}`)); !got.Valid() || got.Routes[0].Route != "routes[0]" {
 		t.Errorf("a route without when did not match: %+v", got)
 	}
 }
@@ -229,7 +229,7 @@ func TestApplyDoesNotAliasInput(t *testing.T) {
 	for i := range buf {
 		buf[i] = 'x'
 	}
-	if out.Fields[0].Value != "o2" {
-		t.Errorf("order_id = %v after the buffer was overwritten", out.Fields[0].Value)
+	if out.Routes[0].Fields[0].Value != "o2" {
+		t.Errorf("order_id = %v after the buffer was overwritten", out.Routes[0].Fields[0].Value)
 	}
 }

@@ -105,10 +105,11 @@ type loader struct {
 	problems   Problems
 	// schemaFiles holds every schema file read for `schema:` (absolute path -> content).
 	schemaFiles map[string][]byte
+	settings    *settings // what the mapping's functions know of it; set before expressions compile
 }
 
 func loadFile(path string, sinks []string) *loader {
-	l := &loader{file: path, sinks: sinks, m: &Mapping{File: path}}
+	l := &loader{file: path, sinks: sinks, m: &Mapping{File: path}, settings: utcSettings}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		l.problems = append(l.problems, Problem{File: path, Message: fmt.Sprintf("read mapping file: %v", err)})
@@ -219,7 +220,8 @@ func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 // The keys a mapping file may use, in the order the reference documents them: at the top of
 // the file, in a validate entry, in a route and in a test case.
 var (
-	rootKeys  = []string{"format", "id", "type", "required", "schema", "validate", "routes", "tests"}
+	rootKeys  = []string{"format", "id", "type", "timezone", "required", "schema", "validate", "routes_mode", "routes", "tests"}
+	typeKeys  = []string{"const"}
 	ruleKeys  = []string{"rule", "message"}
 	routeKeys = []string{"name", "when", "sink", "fields"}
 	testKeys  = []string{"name", "input", "expect", "invalid"}
@@ -245,7 +247,16 @@ func (l *loader) root(n *yaml.Node) {
 		l.m.idPath, _ = l.scalar(v, "id")
 	}
 	if v := vals["type"]; v != nil {
-		l.m.typePath, _ = l.scalar(v, "type")
+		l.messageType(v)
+	}
+	if v := vals["timezone"]; v != nil {
+		if s, ok := l.scalar(v, "timezone"); ok {
+			if loc, err := loadLocation(s); err != nil {
+				l.add(v, "timezone: %v", err)
+			} else {
+				l.settings = &settings{loc: loc}
+			}
+		}
 	}
 	if v := vals["required"]; v != nil {
 		items, _ := l.list(v, "required")
@@ -264,6 +275,17 @@ func (l *loader) root(n *yaml.Node) {
 			l.rule(item, fmt.Sprintf("validate[%d]", i))
 		}
 	}
+	if v := vals["routes_mode"]; v != nil {
+		if s, ok := l.scalar(v, "routes_mode"); ok {
+			switch s {
+			case "first":
+			case "all":
+				l.m.routesAll = true
+			default:
+				l.add(v, "routes_mode: %q is not first or all", s)
+			}
+		}
+	}
 	routesOK := false
 	if v := vals["routes"]; v == nil {
 		l.add(n, "missing key \"routes\"")
@@ -279,6 +301,23 @@ func (l *loader) root(n *yaml.Node) {
 		for i, item := range items {
 			l.test(item, fmt.Sprintf("tests[%d]", i), names, routesOK)
 		}
+	}
+}
+
+// messageType reads `type:`: a gjson path, or {const: NAME} for one type on every record.
+func (l *loader) messageType(n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		l.m.typePath, _ = l.scalar(n, "type")
+		return
+	}
+	vals, ok := l.mapping(n, "type", typeKeys...)
+	if !ok {
+		return
+	}
+	if v := vals["const"]; v == nil {
+		l.add(n, "type: missing key \"const\" (type is a path, or {const: NAME})")
+	} else {
+		l.m.typeConst, _ = l.scalar(v, "type.const")
 	}
 }
 
@@ -325,8 +364,8 @@ func (l *loader) routes(items []*yaml.Node) bool {
 		}
 		if v := vals["when"]; v != nil {
 			r.when = l.expr(v, yamlcheck.Join(what, "when"), true)
-		} else if i < len(items)-1 {
-			l.add(items[i+1], "routes[%d]: unreachable: %s has no \"when\" and takes every record", i+1, what)
+		} else if i < len(items)-1 && !l.m.routesAll {
+			l.add(items[i+1], "routes[%d]: unreachable: %s has no \"when\" and takes every record (with routes_mode: all, every matching route takes it)", i+1, what)
 		}
 		if v := vals["sink"]; v == nil {
 			l.add(n, "%s: missing key \"sink\"", what)
@@ -390,7 +429,7 @@ func (l *loader) expr(n *yaml.Node, what string, asBool bool) *vm.Program {
 		l.add(n, "%s: expected an expression, got %s", what, yamlcheck.KindName(n))
 		return nil
 	}
-	prog, err := compileExpr(n.Value, asBool)
+	prog, err := compileExpr(n.Value, asBool, l.settings)
 	if err != nil {
 		var ce *compileError
 		errors.As(err, &ce)
@@ -465,7 +504,7 @@ func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK
 	expect, invalid := vals["expect"], vals["invalid"]
 	switch {
 	case expect == nil && invalid == nil:
-		l.add(n, "%s: needs \"expect\" (sink: fields) or \"invalid\" (an expected error message)", what)
+		l.add(n, "%s: needs \"expect\" (sink: fields, ...) or \"invalid\" (an expected error message)", what)
 	case expect != nil && invalid != nil:
 		l.add(invalid, "%s: \"expect\" and \"invalid\" exclude each other", what)
 	case invalid != nil:
@@ -476,28 +515,43 @@ func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK
 	l.m.tests = append(l.m.tests, tc)
 }
 
-// expect reads `expect: {sink: {field: value, ...}}`.
+// expect reads `expect: {sink: {field: value, ...}, ...}`: one sink in routes_mode first,
+// one or more in routes_mode all.
 func (l *loader) expect(n *yaml.Node, what string, tc *testCase, routesOK bool) {
-	if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
-		l.add(n, "%s: expected a mapping with one sink and its fields, e.g. {activities: {activity_id: a1}}", what)
+	if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
+		l.add(n, "%s: expected a mapping of sinks to their fields, e.g. {activities: {activity_id: a1}}", what)
 		return
 	}
-	k, v := yamlcheck.Resolve(n.Content[0]), yamlcheck.Resolve(n.Content[1])
-	tc.sink = k.Value
-	if routesOK && !slices.ContainsFunc(l.m.routes, func(r route) bool { return r.sink == k.Value }) {
-		l.add(k, "%s: no route has sink %q", what, k.Value)
+	if sinks := len(n.Content) / 2; sinks > 1 && !l.m.routesAll {
+		l.add(n, "%s: names %d sinks, but a record goes to one sink (the first matching route's) unless routes_mode is all", what, sinks)
 	}
-	if v.Kind != yaml.MappingNode {
-		l.add(v, "%s.%s: expected a mapping of field names to values, got %s", what, k.Value, yamlcheck.KindName(v))
-		return
-	}
-	fields, ok := l.value(v, yamlcheck.Join(what, k.Value))
-	if !ok {
-		return
-	}
-	tc.expect, _ = normalize(fields).(map[string]any)
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		tc.expectOrder = append(tc.expectOrder, yamlcheck.Resolve(v.Content[i]).Value)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := yamlcheck.Resolve(n.Content[i]), yamlcheck.Resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			l.add(k, "%s: a sink name must be a scalar, got %s", what, yamlcheck.KindName(k))
+			continue
+		}
+		if slices.ContainsFunc(tc.expect, func(e expectedOutput) bool { return e.sink == k.Value }) {
+			l.add(k, "%s: sink %q appears twice", what, k.Value)
+			continue
+		}
+		if routesOK && !slices.ContainsFunc(l.m.routes, func(r route) bool { return r.sink == k.Value }) {
+			l.add(k, "%s: no route has sink %q", what, k.Value)
+		}
+		if v.Kind != yaml.MappingNode {
+			l.add(v, "%s.%s: expected a mapping of field names to values, got %s", what, k.Value, yamlcheck.KindName(v))
+			continue
+		}
+		fields, ok := l.value(v, yamlcheck.Join(what, k.Value))
+		if !ok {
+			continue
+		}
+		e := expectedOutput{sink: k.Value}
+		e.fields, _ = normalize(fields).(map[string]any)
+		for j := 0; j+1 < len(v.Content); j += 2 {
+			e.order = append(e.order, yamlcheck.Resolve(v.Content[j]).Value)
+		}
+		tc.expect = append(tc.expect, e)
 	}
 }
 

@@ -21,7 +21,7 @@ const patchRecord = `{
 // eval compiles src as a value expression and runs it against rec.
 func eval(t *testing.T, src, rec string) (any, error) {
 	t.Helper()
-	prog, err := compileExpr(src, false)
+	prog, err := compileExpr(src, false, utcSettings)
 	if err != nil {
 		t.Fatalf("compile %q: %v", src, err)
 	}
@@ -69,7 +69,7 @@ func TestPatchedExpressions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			prog, err := compileExpr(tt.src, false)
+			prog, err := compileExpr(tt.src, false, utcSettings)
 			if err != nil {
 				t.Fatalf("compile %q: %v", tt.src, err)
 			}
@@ -103,7 +103,7 @@ func TestCompileErrors(t *testing.T) {
 		{`1 + 2`, true, 0, 0, `must be a condition: expected bool, but got int`},
 	}
 	for _, tt := range tests {
-		_, err := compileExpr(tt.src, tt.asBool)
+		_, err := compileExpr(tt.src, tt.asBool, utcSettings)
 		ce, ok := err.(*compileError)
 		if !ok {
 			t.Errorf("compile %q: error %v (%T), want a *compileError", tt.src, err, err)
@@ -116,7 +116,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 func TestBoolResultOfUnknownTypeIsCheckedAtRunTime(t *testing.T) {
-	prog, err := compileExpr(`type`, true)
+	prog, err := compileExpr(`type`, true, utcSettings)
 	if err != nil {
 		t.Fatal(err)
 	}

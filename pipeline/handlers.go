@@ -43,7 +43,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
 			continue
 		}
-		mapped[offset+i] = mappedRecord{sink: o.Sink, data: o.JSON()}
+		mapped[offset+i] = mappedRecord{sink: o.Routes[0].Sink, data: o.Routes[0].JSON()}
 		valid = append(valid, offset+i)
 	}
 	p.cpu.release()

@@ -47,7 +47,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 		return
 	}
 	if r.URL.Query().Get("dry_run") == "true" {
-		writeJSON(w, http.StatusOK, pipeline.DryRun(m, env.Records))
+		writeJSON(w, http.StatusOK, m.DryRun(env.Records))
 		return
 	}
 	if len(env.Records) == 0 {
