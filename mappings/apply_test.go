@@ -127,6 +127,87 @@ func TestApply(t *testing.T) {
 	}
 }
 
+// TestApplyRoutesModeAll: every matching route takes the record, in declared order; errors of
+// every route are reported and name it.
+func TestApplyRoutesModeAll(t *testing.T) {
+	m := mustLoadFile(t, "testdata/fanout.yaml")
+	tests := []struct {
+		name string
+		rec  string
+		want Outcome
+	}{
+		{
+			name: "two routes match",
+			rec:  `{"id": "c1", "amount": "1.299,50", "urgent": "Y"}`,
+			want: Outcome{Routes: []RouteOutput{
+				{Route: "table", Sink: "claims", Fields: []Field{{"id", "c1"}, {"amount", 1299.5}}},
+				{Route: "api", Sink: "claims_api", Fields: []Field{{"id", "c1"}, {"urgent", true}}},
+			}},
+		},
+		{
+			name: "one route matches",
+			rec:  `{"id": "c2", "amount": 5, "urgent": "N"}`,
+			want: Outcome{Routes: []RouteOutput{{Route: "table", Sink: "claims", Fields: []Field{{"id", "c2"}, {"amount", 5.0}}}}},
+		},
+		{
+			name: "two matching routes to one sink",
+			rec:  `{"id": "c3", "amount": 5, "urgent": "N", "kind": "audit"}`,
+			want: Outcome{Errors: []string{"routes table and audit both take this record to sink claims; a record goes to a sink once"}},
+		},
+		{
+			name: "every when is evaluated",
+			rec:  `{"id": "c4", "amount": 5, "urgent": "maybe", "kind": 7}`,
+			want: Outcome{Errors: []string{`route api: when: boolean: cannot read "maybe" as yes or no (Y/N, yes/no, true/false, 1/0)`}},
+		},
+		{
+			name: "field errors name their route",
+			rec:  `{"id": "c5", "amount": "1,299.50", "urgent": "Y"}`,
+			want: Outcome{Errors: []string{`route table: field amount: number: cannot parse "1,299.50" as a number with decimal mark ",": the fraction must be digits only`}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := m.Apply([]byte(tt.rec)); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Apply:\n got %#v\nwant %#v", got, tt.want)
+			}
+		})
+	}
+	if got := m.RecordType([]byte(`{"id": "c1"}`)); got != "claim" {
+		t.Errorf("RecordType with type: {const: claim} = %q", got)
+	}
+}
+
+// TestApplyTypeFieldMissing: a record without the field that `type:` names is invalid, and
+// the message says how to give every record one type.
+func TestApplyTypeFieldMissing(t *testing.T) {
+	m := mustLoadFile(t, writeMapping(t, "typed.yaml", `
+format: typed
+type: claim
+routes:
+  - sink: s
+    fields: {a: a}
+`))
+	want := []string{"type field claim is missing (for one type on every record, write type: {const: NAME})"}
+	for _, rec := range []string{`{"a": 1}`, `{"a": 1, "claim": null}`} {
+		if got := m.Apply([]byte(rec)); !reflect.DeepEqual(got.Errors, want) {
+			t.Errorf("Apply(%s) errors = %q, want %q", rec, got.Errors, want)
+		}
+	}
+	if got := m.Apply([]byte(`{"a": 1, "claim": "x"}`)); !got.Valid() {
+		t.Errorf("a record with its type field is invalid: %q", got.Errors)
+	}
+}
+
+// TestApplyFirstModeRouteErrorStops: in routes_mode first a when that fails ends routing,
+// as before routes_mode existed, even if a later route would match.
+func TestApplyFirstModeRouteErrorStops(t *testing.T) {
+	m := mustLoadFile(t, "testdata/orders.yaml")
+	got := m.Apply([]byte(`{"kind": "other", "order": {"id": "o7", "flag": "yes"}}`))
+	if want := []string{`route routes[2]: when: expected a boolean, got "yes"`}; !reflect.DeepEqual(got.Errors, want) || got.Routes != nil {
+		t.Errorf("Apply = %+v, want errors %q", got, want)
+	}
+}
+
 func TestOutcomeJSON(t *testing.T) {
 	m := mustLoadFile(t, "testdata/orders.yaml")
 	out := m.Apply([]byte(`{"kind": "sale", "order": {"id": "o1", "total": 12.5, "at": 1589854500,

@@ -175,7 +175,7 @@ func parseTimestamp(s string, loc *time.Location) (time.Time, error) {
 		return bad("second out of range")
 	}
 	if !zoned {
-		return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc), nil
+		return wallClock(year, month, day, hour, minute, sec, nsec, loc), nil
 	}
 	// The wall clock minus the offset is UTC; no time.Location is needed (FixedZone allocates).
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)

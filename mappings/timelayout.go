@@ -126,10 +126,10 @@ func parseWithLayout(v any, layoutSrc string, loc *time.Location) (time.Time, er
 	}
 	str, ok := v.(string)
 	if !ok {
-		return time.Time{}, fmt.Errorf("cannot parse %s as a timestamp %q", describe(v), layoutSrc)
+		return time.Time{}, fmt.Errorf("cannot parse %s as %q: the value must be a string", describe(v), layoutSrc)
 	}
 	bad := func(detail string) (time.Time, error) {
-		return time.Time{}, fmt.Errorf("cannot parse %s as a timestamp %q: %s", describe(str), layoutSrc, detail)
+		return time.Time{}, fmt.Errorf("cannot parse %s as %q: %s", describe(str), layoutSrc, detail)
 	}
 	p := scanner{s: strings.TrimSpace(str)}
 	var year, month, day, hour, minute, sec, nsec int
@@ -189,7 +189,7 @@ func parseWithLayout(v any, layoutSrc string, loc *time.Location) (time.Time, er
 		return bad("second out of range")
 	}
 	if !zoned {
-		return inRange(time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc), v)
+		return inRange(wallClock(year, month, day, hour, minute, sec, nsec, loc), v)
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
 	return inRange(t.Add(-time.Duration(offset)*time.Second), v)
@@ -234,6 +234,25 @@ func (p *scanner) offset() (zoned bool, seconds int, ok bool) {
 		return false, 0, false
 	}
 	return true, sign * (h*3600 + m*60), true
+}
+
+// wallClock returns the instant a clock in loc shows as the given date and time. A time that
+// a daylight-saving change skips (02:30 on the night clocks go forward) is read as if the
+// clock had not changed yet, which lands after the gap (03:30); a time it repeats (02:30 on
+// the night clocks go back) is the first of the two, in summer time. Go's time.Date leaves
+// that choice open, so it is made here.
+func wallClock(year, month, day, hour, minute, sec, nsec int, loc *time.Location) time.Time {
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc)
+	if loc == time.UTC {
+		return t
+	}
+	for _, d := range []time.Duration{30 * time.Minute, time.Hour, 2 * time.Hour} {
+		earlier := t.Add(-d)
+		if earlier.Hour() == t.Hour() && earlier.Minute() == t.Minute() && earlier.Day() == t.Day() {
+			return earlier
+		}
+	}
+	return t
 }
 
 // loadLocation returns the IANA timezone name (Europe/Copenhagen); "Local", which would
