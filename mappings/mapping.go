@@ -21,10 +21,10 @@ type Mapping struct {
 	Version  string   // 12 hex digits of the SHA-256 of the file and its schema files, if any
 	Required []string // gjson paths that must be present and not null, in declared order
 
-	idPath    string         // "" when the file declares no id
-	typePath  string         // "" when the file declares no type path
-	typeConst string         // the type of every record (type: {const: NAME}); "" when not declared
-	schema    *recordSchema  // nil when the file declares no schema
+	idPath    string        // "" when the file declares no id
+	typePath  string        // "" when the file declares no type path
+	typeConst string        // the type of every record (type: {const: NAME}); "" when not declared
+	schema    *recordSchema // nil when the file declares no schema
 	rules     []rule
 	routesAll bool // routes_mode: all: every matching route takes the record, not the first
 	routes    []route
