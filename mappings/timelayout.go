@@ -17,9 +17,9 @@ import (
 //	XXX   a UTC offset: Z, +02:00, +0200 or +02 (also written Z, X or XX)
 //
 // Any other character stands for itself, T included; text in single quotes is literal
-// ('at'; two single quotes stand for one). Any other letter is refused when the layout is read, so that a
-// layout never means something else than it seems to: yy (which century?), hh and a
-// (12-hour clock), MMM (month names) and E (day names) are not supported.
+// ('at'; two single quotes stand for one). Any other letter is refused when the layout is
+// read, so that a layout never means something else than it seems to: yy (which century?),
+// hh and a (12-hour clock), MMM (month names) and E (day names) are not supported.
 type layout struct {
 	parts []layoutPart
 }
