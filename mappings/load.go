@@ -106,7 +106,13 @@ type loader struct {
 	// schemaFiles holds every schema file read for `schema:` (absolute path -> content).
 	schemaFiles map[string][]byte
 	settings    *settings // what the mapping's functions know of it; set before expressions compile
+	values      int       // values built by value so far, bounded by maxValues
 }
+
+// maxValues bounds the values a file's test records and inline schema may hold once YAML
+// aliases are expanded: nine nested aliases of nine items each (a "billion laughs") would
+// otherwise take all memory.
+const maxValues = 100000
 
 func loadFile(path string, sinks []string) *loader {
 	l := &loader{file: path, sinks: sinks, m: &Mapping{File: path}, settings: utcSettings}
@@ -558,6 +564,13 @@ func (l *loader) expect(n *yaml.Node, what string, tc *testCase, routesOK bool) 
 // value converts a YAML node to the value JSON would give: strings (timestamps included, as
 // written), float64 or int64 numbers, bools, nil, map[string]any and []any.
 func (l *loader) value(n *yaml.Node, what string) (any, bool) {
+	l.values++
+	if l.values > maxValues {
+		if l.values == maxValues+1 {
+			l.add(n, "%s: more than %d values once YAML aliases are expanded", what, maxValues)
+		}
+		return nil, false
+	}
 	n = yamlcheck.Resolve(n)
 	switch n.Kind {
 	case yaml.MappingNode:

@@ -149,23 +149,38 @@ func editDistance(a, b string) int {
 // Struct walks node alongside the Go type of target (a pointer to a struct whose fields carry
 // `yaml:"name"` tags) and reports, at every level, keys that no field accepts and keys given
 // twice, in mappings that become structs and in those that become Go maps. Values whose kind
-// does not fit are left to yaml.v3's decoder, whose errors FromError places.
+// does not fit are left to yaml.v3's decoder, whose errors FromError places. A node that
+// aliases make appear in several places is checked once per Go type, so that nested aliases
+// cannot make the walk exponential.
 func Struct(node *yaml.Node, target any) []Problem {
-	var out []Problem
-	walk(node, reflect.TypeOf(target), "", &out)
-	return out
+	w := &walker{seen: map[walked]bool{}}
+	w.walk(node, reflect.TypeOf(target), "")
+	return w.out
+}
+
+// walker is the state of one Struct walk.
+type walker struct {
+	out  []Problem
+	seen map[walked]bool
+}
+
+type walked struct {
+	node *yaml.Node
+	t    reflect.Type
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-func walk(node *yaml.Node, t reflect.Type, what string, out *[]Problem) {
+func (w *walker) walk(node *yaml.Node, t reflect.Type, what string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	node = Resolve(node)
-	if node == nil {
+	if node == nil || w.seen[walked{node, t}] {
 		return
 	}
+	w.seen[walked{node, t}] = true
+	out := &w.out
 	switch {
 	case t.Kind() == reflect.Struct && t != durationType && node.Kind == yaml.MappingNode:
 		fields := map[string]reflect.Type{}
@@ -185,7 +200,7 @@ func walk(node *yaml.Node, t reflect.Type, what string, out *[]Problem) {
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k := Resolve(node.Content[i])
 			if v, ok := vals[k.Value]; ok && Resolve(node.Content[i+1]) == v {
-				walk(v, fields[k.Value], Join(what, k.Value), out)
+				w.walk(v, fields[k.Value], Join(what, k.Value))
 			}
 		}
 	case t.Kind() == reflect.Map && node.Kind == yaml.MappingNode:
@@ -197,11 +212,11 @@ func walk(node *yaml.Node, t reflect.Type, what string, out *[]Problem) {
 				continue
 			}
 			seen[k.Value] = true
-			walk(node.Content[i+1], t.Elem(), Join(what, k.Value), out)
+			w.walk(node.Content[i+1], t.Elem(), Join(what, k.Value))
 		}
 	case t.Kind() == reflect.Slice && node.Kind == yaml.SequenceNode:
 		for i, item := range node.Content {
-			walk(item, t.Elem(), fmt.Sprintf("%s[%d]", what, i), out)
+			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", what, i))
 		}
 	}
 }

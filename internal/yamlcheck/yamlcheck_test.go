@@ -3,6 +3,7 @@ package yamlcheck
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +123,28 @@ func TestFind(t *testing.T) {
 	}
 	if k, ok := Find(n, "nothing"); ok || k != n {
 		t.Errorf("missing top key: %v %+v", ok, k)
+	}
+}
+
+// TestStructAliasBomb: nested aliases that would expand to 9^9 nodes are walked once each.
+func TestStructAliasBomb(t *testing.T) {
+	src := "list:\n  - &a {url: x, bad: 1}\n"
+	prev := "a"
+	for _, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		src += "  - &" + name + " [" + strings.Repeat("*"+prev+", ", 8) + "*" + prev + "]\n"
+		prev = name
+	}
+	type bomb struct {
+		List []any `yaml:"list"`
+	}
+	type typed struct {
+		List []inner `yaml:"list"`
+	}
+	if got := messages(Struct(parse(t, src), &bomb{})); len(got) != 0 {
+		t.Errorf("problems in an untyped list: %q", got)
+	}
+	got := messages(Struct(parse(t, src), &typed{}))
+	if want := []string{`2:17: list[0]: unknown key "bad" (allowed: timeout, url)`}; !reflect.DeepEqual(got, want) {
+		t.Errorf("problems\n got %q\nwant %q", got, want)
 	}
 }
