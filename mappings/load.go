@@ -440,7 +440,12 @@ func (l *loader) expr(n *yaml.Node, what string, asBool bool) *vm.Program {
 		var ce *compileError
 		errors.As(err, &ce)
 		line, col := l.position(n, ce.line, ce.col)
-		l.problems = append(l.problems, Problem{File: l.file, Line: line, Col: col, Message: what + ": " + ce.msg})
+		msg := what + ": " + ce.msg
+		if n.Style == 0 && strings.HasPrefix(n.LineComment, "#") {
+			// `map(items, #.sku)` unquoted: YAML took " #.sku)" for a comment.
+			msg += fmt.Sprintf(" (YAML read %q as a comment: quote the expression, '...')", n.LineComment)
+		}
+		l.problems = append(l.problems, Problem{File: l.file, Line: line, Col: col, Message: msg})
 	}
 	return prog
 }
