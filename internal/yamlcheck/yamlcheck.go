@@ -28,8 +28,8 @@ type Problem struct {
 	Message string
 }
 
-// At returns a problem at a node's place.
-func At(n *yaml.Node, format string, args ...any) Problem {
+// at returns a problem at a node's place.
+func at(n *yaml.Node, format string, args ...any) Problem {
 	return Problem{Line: n.Line, Col: n.Column, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -57,8 +57,8 @@ func KindName(n *yaml.Node) string {
 	return "nothing"
 }
 
-// Prefix returns "what: ", or "" at the top of a file (what == "").
-func Prefix(what string) string {
+// prefix returns "what: ", or "" at the top of a file (what == "").
+func prefix(what string) string {
 	if what == "" {
 		return ""
 	}
@@ -79,18 +79,18 @@ func Join(what, key string) string {
 // `key "sink" appears twice`. When n is not a mapping, ok is false and the one problem says so.
 func Keys(n *yaml.Node, what string, allowed []string) (vals map[string]*yaml.Node, problems []Problem, ok bool) {
 	if n.Kind != yaml.MappingNode {
-		return nil, []Problem{At(n, "%sexpected a mapping, got %s", Prefix(what), KindName(n))}, false
+		return nil, []Problem{at(n, "%sexpected a mapping, got %s", prefix(what), KindName(n))}, false
 	}
 	vals = map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := Resolve(n.Content[i]), Resolve(n.Content[i+1])
 		switch {
 		case k.Kind != yaml.ScalarNode:
-			problems = append(problems, At(k, "%sa key must be a scalar, got %s", Prefix(what), KindName(k)))
+			problems = append(problems, at(k, "%sa key must be a scalar, got %s", prefix(what), KindName(k)))
 		case !slices.Contains(allowed, k.Value):
-			problems = append(problems, At(k, "%s%s", Prefix(what), UnknownKey(k.Value, allowed)))
+			problems = append(problems, at(k, "%s%s", prefix(what), unknownKey(k.Value, allowed)))
 		case vals[k.Value] != nil:
-			problems = append(problems, At(k, "%skey %q appears twice", Prefix(what), k.Value))
+			problems = append(problems, at(k, "%skey %q appears twice", prefix(what), k.Value))
 		default:
 			vals[k.Value] = v
 		}
@@ -98,18 +98,18 @@ func Keys(n *yaml.Node, what string, allowed []string) (vals map[string]*yaml.No
 	return vals, problems, true
 }
 
-// UnknownKey is the message for a key that is not among allowed: with the closest allowed
+// unknownKey is the message for a key that is not among allowed: with the closest allowed
 // key when one is within two edits, else with the list of allowed keys.
-func UnknownKey(key string, allowed []string) string {
-	if near := Closest(key, allowed); near != "" {
+func unknownKey(key string, allowed []string) string {
+	if near := closest(key, allowed); near != "" {
 		return fmt.Sprintf("unknown key %q (did you mean %q?)", key, near)
 	}
 	return fmt.Sprintf("unknown key %q (allowed: %s)", key, strings.Join(allowed, ", "))
 }
 
-// Closest returns the candidate within two edits of s, for "did you mean"; "" if none. Of
+// closest returns the candidate within two edits of s, for "did you mean"; "" if none. Of
 // candidates equally close, the first wins.
-func Closest(s string, candidates []string) string {
+func closest(s string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		if d := editDistance(s, c); d < bestDist {
@@ -208,7 +208,7 @@ func (w *walker) walk(node *yaml.Node, t reflect.Type, what string) {
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k := Resolve(node.Content[i])
 			if k.Kind == yaml.ScalarNode && seen[k.Value] {
-				*out = append(*out, At(k, "%skey %q appears twice", Prefix(what), k.Value))
+				*out = append(*out, at(k, "%skey %q appears twice", prefix(what), k.Value))
 				continue
 			}
 			seen[k.Value] = true

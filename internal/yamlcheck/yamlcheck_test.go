@@ -58,8 +58,8 @@ func TestClosest(t *testing.T) {
 		{"sinks", "sink"},
 		{"xyz", ""},
 	} {
-		if got := Closest(tt.s, []string{"fields", "routes", "sink"}); got != tt.want {
-			t.Errorf("Closest(%q) = %q, want %q", tt.s, got, tt.want)
+		if got := closest(tt.s, []string{"fields", "routes", "sink"}); got != tt.want {
+			t.Errorf("closest(%q) = %q, want %q", tt.s, got, tt.want)
 		}
 	}
 }
