@@ -249,7 +249,8 @@ func (m *Mapping) Apply(rec []byte) Outcome {
 		return out
 	}
 
-	var taken []*route
+	var buf [4]*route // routes taken; a record seldom has more than a few
+	taken := buf[:0]
 	for i := range m.routes {
 		r := &m.routes[i]
 		ok := true
