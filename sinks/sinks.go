@@ -22,6 +22,9 @@ import (
 
 // Record is one mapped record bound for a sink.
 type Record struct {
+	// ClientID is the partner the record came from. Upsert identity is always (ClientID, key):
+	// a record never updates or reveals another client's.
+	ClientID string
 	// ID is the gateway's message id, stable across redeliveries. Sinks use it in error messages,
 	// in the http sink's Idempotency-Key, and as the upsert key when the sqlite sink's key field
 	// is absent or null.

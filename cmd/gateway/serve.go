@@ -18,12 +18,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 
 	"github.com/opengw/gateway/internal/config"
-	"github.com/opengw/gateway/internal/sqlitedb"
-	"github.com/opengw/gateway/internal/sqlitequeue"
+	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/sinks"
-	"github.com/opengw/gateway/tracker"
 	"github.com/opengw/gateway/transports"
 )
 
@@ -60,26 +58,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer unlock()
 
-	db, err := sqlitedb.Open(filepath.Join(cfg.DataDir, "gateway.db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	queue, err := sqlitequeue.New(sqlitequeue.Config{
-		DB:                   db,
+	st, err := sqlitestore.Open(sqlitestore.Config{
+		Path:                 filepath.Join(cfg.DataDir, "gateway.db"),
 		Logger:               watermill.NewSlogLogger(log),
 		Topics:               pipeline.QueueTopics(cfg.SinkNames()),
-		Backoff:              backoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
 		ReleaseLeasesOnStart: true, // safe: the data folder lock makes this the only process
 	})
 	if err != nil {
-		return fmt.Errorf("open queue: %w", err)
+		return fmt.Errorf("open store: %w", err)
 	}
-	defer queue.Close()
-	trk, err := tracker.NewSQLite(db)
-	if err != nil {
-		return fmt.Errorf("open tracker: %w", err)
-	}
+	defer st.Close()
 	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("open sinks: %w", err)
@@ -89,8 +77,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	var current atomic.Pointer[mappings.Set]
 	current.Store(set)
 	pl, err := pipeline.New(pipeline.Config{
-		DB: db, Queue: queue, Tracker: trk, Mappings: current.Load, Sinks: sinkSet,
+		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
+		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
 		MaxBacklog: max(cfg.Pipeline.MaxBacklog, 0), Log: log,
 	})
 	if err != nil {
@@ -109,7 +98,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Tokens:   issuer,
 		Intake:   pl,
 		Mappings: current.Load,
-		Tracking: &transports.TrackingAPI{Store: trk, Log: log},
+		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
 		Log:      log,
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
@@ -194,17 +183,6 @@ func clientsOf(cfg *config.Config) []transports.Client {
 		}
 	}
 	return out
-}
-
-// backoff doubles the retry delay per attempt, from first up to max.
-func backoff(first, max time.Duration) func(attempt int) time.Duration {
-	return func(attempt int) time.Duration {
-		d := first
-		for i := 1; i < attempt && d < max; i++ {
-			d *= 2
-		}
-		return min(d, max)
-	}
 }
 
 // lockDataDir takes an exclusive lock on the data folder, so two gateways never share one

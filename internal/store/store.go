@@ -110,3 +110,11 @@ func Urgent(ctx context.Context) context.Context { return context.WithValue(ctx,
 
 // IsUrgent reports whether ctx was marked by Urgent.
 func IsUrgent(ctx context.Context) bool { v, _ := ctx.Value(urgentKey{}).(bool); return v }
+
+// TopicConfig tunes how a backend's queue serves one topic.
+type TopicConfig struct {
+	// BatchSize is the most messages one claim or poll takes: small for big payloads.
+	BatchSize int
+	// MaxInFlight is the most messages one process holds delivered and not yet settled.
+	MaxInFlight int
+}
