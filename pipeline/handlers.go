@@ -43,11 +43,12 @@ func (p *Pipeline) process(msg *message.Message) error {
 			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
 			continue
 		}
-		mapped[offset+i] = mappedRecord{sink: o.Sink, data: o.JSON()}
+		mapped[offset+i] = mappedRecord{sink: o.Sink, data: o.JSON(), ref: news[i].ExternalReference}
 		valid = append(valid, offset+i)
 	}
 	p.cpu.release()
 	header := deliveryHeader(requestID, clientID, format, m.Version)
+	refOf := func(index int) string { return news[index-offset].ExternalReference }
 
 	return p.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		trk := tx.Tracker()
@@ -56,11 +57,21 @@ func (p *Pipeline) process(msg *message.Message) error {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
 		if cancelled {
+			all := make([]int, len(records))
+			for i := range all {
+				all[i] = offset + i
+			}
+			if err := p.publishOutcomes(tx, msg.UUID+"/cancelled", clientID, requestID, results(all, tracker.Cancelled, "", ""), refOf); err != nil {
+				return err
+			}
 			return tx.Ack(msg)
 		}
 		if len(invalid) > 0 {
 			if err := trk.Finish(requestID, invalid); err != nil {
 				return fmt.Errorf("record invalid messages of request %s: %w", requestID, err)
+			}
+			if err := p.publishOutcomes(tx, msg.UUID+"/invalid", clientID, requestID, invalid, refOf); err != nil {
+				return err
 			}
 		}
 		claimed, err := trk.Claim(requestID, valid)
@@ -79,8 +90,12 @@ func (p *Pipeline) process(msg *message.Message) error {
 		for _, sink := range order {
 			if _, ok := p.cfg.Sinks.Get(sink); !ok {
 				reason := fmt.Sprintf("sink %q is not configured", sink) + mappingNote(format, m.Version)
-				if err := trk.Finish(requestID, results(bySink[sink], tracker.Failed, m.Version, reason)); err != nil {
+				rs := results(bySink[sink], tracker.Failed, m.Version, reason)
+				if err := trk.Finish(requestID, rs); err != nil {
 					return fmt.Errorf("fail messages of request %s: %w", requestID, err)
+				}
+				if err := p.publishOutcomes(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, rs, refOf); err != nil {
+					return err
 				}
 				continue
 			}
@@ -88,6 +103,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 			id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID+"/"+strconv.Itoa(offset)+"/"+sink)).String()
 			d := message.NewMessage(id, encodeDelivery(header, bySink[sink], mapped))
 			d.Metadata.Set(mdRequest, requestID)
+			d.Metadata.Set(mdClient, clientID)
 			d.Metadata.Set(mdFormat, format)
 			d.Metadata.Set(mdIndexes, formatIndexes(bySink[sink]))
 			if err := tx.Publish(topicDeliverPrefix+sink, d); err != nil {
@@ -102,6 +118,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 type mappedRecord struct {
 	sink string
 	data []byte
+	ref  string // the record's external reference, "" if none
 }
 
 // deliverTo writes deliveries to one sink and records the outcome together with the
@@ -124,14 +141,14 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		err = sink.Write(ctx, d.sinkRecords())
 		switch {
 		case err == nil:
-			return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
+			return p.settle(msg, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
 		case errors.Is(err, sinks.ErrPermanent):
 			return p.isolate(msg, name, sink, d, err)
 		}
 		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
 			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
-			return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
+			return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
 		}
 		next := p.now().Add(p.cfg.RetryBackoff(attempt))
 		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion,
@@ -152,7 +169,7 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 	}
 	reason := fmt.Sprintf("sink %s: the mapped record could not be decoded for delivery: %v", sinkName, decodeErr)
 	p.log.Error("unreadable delivery; its records end Failed", "sink", sinkName, "request_id", requestID, "records", len(indexes), "err", decodeErr)
-	return p.settle(msg, requestID, results(indexes, tracker.Failed, "", reason))
+	return p.settle(msg, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
 }
 
 // isolate retries a permanently failed batch record by record, so only the records the sink
@@ -160,7 +177,7 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d delivery, batchErr error) error {
 	note := mappingNote(d.Format, d.MappingVersion)
 	if len(d.Records) == 1 {
-		return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
+		return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
 	}
 	var rs []tracker.Result
 	recs := d.sinkRecords()
@@ -179,14 +196,18 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 			return fmt.Errorf("write to sink %s: %w", name, err)
 		}
 	}
-	return p.settle(msg, d.RequestID, rs)
+	return p.settle(msg, d, rs)
 }
 
-// settle records terminal outcomes and acknowledges msg in one transaction.
-func (p *Pipeline) settle(msg *message.Message, requestID string, rs []tracker.Result) error {
+// settle records terminal outcomes of delivery d's request (and their event) and acknowledges
+// msg in one transaction.
+func (p *Pipeline) settle(msg *message.Message, d delivery, rs []tracker.Result) error {
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
-		if err := tx.Tracker().Finish(requestID, rs); err != nil {
-			return fmt.Errorf("record outcomes for request %s: %w", requestID, err)
+		if err := tx.Tracker().Finish(d.RequestID, rs); err != nil {
+			return fmt.Errorf("record outcomes for request %s: %w", d.RequestID, err)
+		}
+		if err := p.publishOutcomes(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, rs, d.refs()); err != nil {
+			return err
 		}
 		return tx.Ack(msg)
 	})
@@ -216,8 +237,12 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
-		if err := tx.Tracker().Finish(requestID, results(indexes, tracker.Failed, "", reason)); err != nil {
+		rs := results(indexes, tracker.Failed, "", reason)
+		if err := tx.Tracker().Finish(requestID, rs); err != nil {
 			return fmt.Errorf("fail messages of request %s: %w", requestID, err)
+		}
+		if err := p.publishOutcomes(tx, msg.UUID+"/failed", msg.Metadata.Get(mdClient), requestID, rs, nil); err != nil {
+			return err
 		}
 		return tx.Ack(msg)
 	})
@@ -234,6 +259,7 @@ type delivery struct {
 
 type deliveryRecord struct {
 	Index int             `json:"index"`
+	Ref   string          `json:"ref,omitempty"` // external reference, for status events
 	Data  json.RawMessage `json:"data"`
 }
 
@@ -263,11 +289,25 @@ func encodeDelivery(header []byte, indexes []int, mapped map[int]mappedRecord) [
 		}
 		out = append(out, `{"index":`...)
 		out = strconv.AppendInt(out, int64(idx), 10)
+		if ref := mapped[idx].ref; ref != "" {
+			quoted, _ := json.Marshal(ref) // a string always encodes
+			out = append(out, `,"ref":`...)
+			out = append(out, quoted...)
+		}
 		out = append(out, `,"data":`...)
 		out = append(out, mapped[idx].data...)
 		out = append(out, '}')
 	}
 	return append(out, "]}"...)
+}
+
+// refs returns the external reference of each of d's records by index ("" if unknown).
+func (d delivery) refs() func(index int) string {
+	byIndex := make(map[int]string, len(d.Records))
+	for _, r := range d.Records {
+		byIndex[r.Index] = r.Ref
+	}
+	return func(index int) string { return byIndex[index] }
 }
 
 func (d delivery) indexes() []int {

@@ -126,6 +126,10 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("track messages of request %s: %w", requestID, err)
 		}
+		if err := p.publishEvent(tx, requestID+"/accepted", Event{Type: EventRequestAccepted, ClientID: s.ClientID, RequestID: requestID,
+			BatchReference: req.BatchReference, Format: req.Format, Total: req.Total, At: now.UTC()}); err != nil {
+			return err
+		}
 		if s.IdempotencyKey != "" {
 			return tx.RememberIdempotency(store.Idempotent{
 				ClientID: s.ClientID, Endpoint: s.Endpoint, Key: s.IdempotencyKey, BodyHash: hash,

@@ -56,6 +56,9 @@ type Config struct {
 	// RetryBackoff is how long a delivery waits after failed attempt n (1-based) before the
 	// next; default: 1s doubling up to 5 minutes.
 	RetryBackoff func(attempt int) time.Duration
+	// PublishEvents makes the pipeline publish what happens to each request on TopicEvents
+	// (for webhooks); set it only when something consumes that topic.
+	PublishEvents bool
 	// MaxBacklog is how many fragments may wait to be processed before Accept refuses new
 	// submissions with ErrBacklog (0: no limit). It keeps a flood from filling the disk.
 	MaxBacklog int

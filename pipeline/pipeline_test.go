@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -439,5 +440,63 @@ func testQueuedAtOnce(t *testing.T, b backend) {
 	}
 	if ms := page.Requests[0].Messages; len(ms) != 1 || ms[0].Status != tracker.Queued || ms[0].Type != "call" {
 		t.Fatalf("messages = %+v, want c17 Queued", ms)
+	}
+}
+
+// TestEventsPublished: with PublishEvents, a request's acceptance and every message's terminal
+// status are published on TopicEvents, batched per transaction, with their external references.
+func TestEventsPublished(t *testing.T) { forEachBackend(t, testEventsPublished) }
+
+func testEventsPublished(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
+	h.p.cfg.PublishEvents = true
+	h.run(t)
+	env := calls(12)
+	env.Records = append(env.Records, []byte(`{"id":"bad","type":"meeting"}`))
+	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDone(t, r.RequestID)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := h.store.Queue().Subscribe(ctx, TopicEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]tracker.Status{}
+	accepted := 0
+	timeout := time.After(10 * time.Second)
+	for len(statuses) < 13 || accepted == 0 {
+		select {
+		case m := <-ch:
+			var ev Event
+			if err := json.Unmarshal(m.Payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.ClientID != "c" || ev.RequestID != r.RequestID {
+				t.Fatalf("event %+v is not about request %s of client c", ev, r.RequestID)
+			}
+			switch ev.Type {
+			case EventRequestAccepted:
+				accepted++
+				if ev.Total != 13 {
+					t.Fatalf("accepted total = %d", ev.Total)
+				}
+			case EventMessages:
+				for _, em := range ev.Messages {
+					if _, dup := statuses[em.ExternalReference]; dup {
+						t.Fatalf("%s reported twice", em.ExternalReference)
+					}
+					statuses[em.ExternalReference] = em.Status
+				}
+			}
+			m.Ack()
+		case <-timeout:
+			t.Fatalf("events so far: accepted %d, statuses %v", accepted, statuses)
+		}
+	}
+	if statuses["bad"] != tracker.Invalid || statuses["c0"] != tracker.Complete || statuses["c11"] != tracker.Complete {
+		t.Fatalf("statuses = %v", statuses)
 	}
 }
