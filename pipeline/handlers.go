@@ -25,10 +25,28 @@ func (p *Pipeline) process(msg *message.Message) error {
 	ctx := msg.Context()
 	requestID, clientID, format := msg.Metadata.Get(mdRequest), msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat)
 	offset := atoiOr(msg.Metadata.Get(mdOffset), 0)
-	records := splitRecords(msg.Payload)
+	records, err := p.fragmentRecords(ctx, msg, requestID, offset)
+	if err != nil {
+		return err
+	}
+	if records == nil {
+		return p.failAll(msg, requestID, offset, atoiOr(msg.Metadata.Get(mdCount), 0),
+			"the raw records are no longer kept (retention.payloads), so they cannot be processed")
+	}
 	m, ok := p.cfg.Mappings().Get(format)
 	if !ok {
 		return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("format %q is no longer configured", format))
+	}
+	// A replay processes only the records it names.
+	only := map[int]bool{}
+	if s := msg.Metadata.Get(mdIndexes); s != "" {
+		indexes, err := parseIndexes(s)
+		if err != nil {
+			return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("unreadable replay message: %v", err))
+		}
+		for _, i := range indexes {
+			only[i] = true
+		}
 	}
 
 	// Map outside the transaction: the single writer only does the bookkeeping.
@@ -38,6 +56,9 @@ func (p *Pipeline) process(msg *message.Message) error {
 	var valid []int
 	mapped := make(map[int]mappedRecord, len(records))
 	for i, rec := range records {
+		if len(only) > 0 && !only[offset+i] {
+			continue
+		}
 		o := m.Apply(rec)
 		if !o.Valid() {
 			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
@@ -112,6 +133,27 @@ func (p *Pipeline) process(msg *message.Message) error {
 		}
 		return tx.Ack(msg)
 	})
+}
+
+// fragmentRecords returns the raw records msg schedules: kept by the store, or carried by the
+// message itself (fragments queued by versions before records were kept). nil means they are
+// no longer kept.
+func (p *Pipeline) fragmentRecords(ctx context.Context, msg *message.Message, requestID string, offset int) ([][]byte, error) {
+	if len(msg.Payload) > 0 {
+		return splitRecords(msg.Payload), nil
+	}
+	array, found, err := p.cfg.Store.Records(ctx, requestID, offset)
+	if err != nil {
+		return nil, fmt.Errorf("read records of request %s: %w", requestID, err)
+	}
+	if !found {
+		return nil, nil
+	}
+	records := splitRecords(array)
+	if records == nil {
+		records = [][]byte{}
+	}
+	return records, nil
 }
 
 // mappedRecord is a valid record's route and mapped fields (a JSON object).

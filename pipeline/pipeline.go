@@ -41,6 +41,7 @@ const (
 	mdClient  = "client_id"
 	mdFormat  = "format"
 	mdOffset  = "offset"
+	mdCount   = "count" // records in a fragment
 	mdIndexes = "indexes" // a delivery's record indexes, so even an unreadable one can be failed
 )
 

@@ -221,7 +221,12 @@ func testFragmentsAndRedelivery(t *testing.T, b backend) {
 	}
 	// Replay: the same request's fragments queued again.
 	err = h.store.Update(context.Background(), func(tx store.Tx) error {
-		return tx.Publish(topicFragments, h.p.fragments(r.RequestID, "c", env)...)
+		for _, f := range h.p.fragments(r.RequestID, "c", env) {
+			if err := tx.Publish(topicFragments, f.msg); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -73,6 +73,11 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	trk.Now = cfg.Now
+	if _, err := db.Exec(context.Background(), retentionSchema); err != nil {
+		queue.Close()
+		db.Close()
+		return nil, fmt.Errorf("create retention index in %s: %w", cfg.Path, err)
+	}
 	if err := migrateIntake(db); err != nil {
 		queue.Close()
 		db.Close()
