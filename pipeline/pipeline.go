@@ -57,6 +57,10 @@ type Config struct {
 	// RetryBackoff is how long a delivery waits after failed attempt n (1-based) before the
 	// next; default: 1s doubling up to 5 minutes.
 	RetryBackoff func(attempt int) time.Duration
+	// TrackAtIntake is the largest request whose messages are recorded in the intake
+	// transaction (findable by external reference from the 202 on); bigger requests' messages
+	// are recorded when their fragments are split. Default 1,000; negative: never.
+	TrackAtIntake int
 	// PublishEvents makes the pipeline publish what happens to each request on TopicEvents
 	// (for webhooks); set it only when something consumes that topic.
 	PublishEvents bool
@@ -100,6 +104,9 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.FragmentSize <= 0 {
 		cfg.FragmentSize = 1000
+	}
+	if cfg.TrackAtIntake == 0 {
+		cfg.TrackAtIntake = 1000
 	}
 	if cfg.DeliveryAttempts <= 0 {
 		cfg.DeliveryAttempts = 10

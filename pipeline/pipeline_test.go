@@ -76,11 +76,11 @@ type harness struct {
 // backend opens a store.Store for a test; every pipeline test runs on each.
 type backend struct {
 	name string
-	open func(t *testing.T, dir string, topics map[string]store.TopicConfig) store.Store
+	open func(t testing.TB, dir string, topics map[string]store.TopicConfig) store.Store
 }
 
 var backends = []backend{
-	{"sqlite", func(t *testing.T, dir string, topics map[string]store.TopicConfig) store.Store {
+	{"sqlite", func(t testing.TB, dir string, topics map[string]store.TopicConfig) store.Store {
 		st, err := sqlitestore.Open(sqlitestore.Config{Path: filepath.Join(dir, "gateway.db"), Topics: topics})
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +96,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, b backend)) {
 	}
 }
 
-func newHarness(t *testing.T, b backend, fragmentSize int) *harness {
+func newHarness(t testing.TB, b backend, fragmentSize int) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	set, err := mappings.Load("../examples/mappings", nil)
