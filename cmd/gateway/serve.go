@@ -9,16 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/opengw/gateway/internal/config"
-	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/sinks"
@@ -34,6 +28,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	cfgPath := fs.String("config", "examples/gateway.yaml", "configuration file")
 	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
 	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
+	database := fs.String("database", "", "postgres:// URL of a database shared by several nodes (default from config; empty: embedded SQLite)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,25 +44,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
+	if *database != "" {
+		cfg.Database = *database
 	}
-	unlock, err := lockDataDir(cfg.DataDir)
+	be, err := openBackend(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-
-	st, err := sqlitestore.Open(sqlitestore.Config{
-		Path:                 filepath.Join(cfg.DataDir, "gateway.db"),
-		Logger:               watermill.NewSlogLogger(log),
-		Topics:               pipeline.QueueTopics(cfg.SinkNames()),
-		ReleaseLeasesOnStart: true, // safe: the data folder lock makes this the only process
-	})
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	defer st.Close()
+	defer be.close()
+	st := be.store
 	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("open sinks: %w", err)
@@ -86,7 +71,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 
-	key, err := transports.LoadOrCreateKey(cfg.DataDir, cfg.Auth.JWT.Key)
+	key, err := be.jwtKey()
 	if err != nil {
 		return err
 	}
@@ -183,18 +168,4 @@ func clientsOf(cfg *config.Config) []transports.Client {
 		}
 	}
 	return out
-}
-
-// lockDataDir takes an exclusive lock on the data folder, so two gateways never share one
-// (the queue relies on being the only process: it releases all leases at start).
-func lockDataDir(dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, "gateway.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock data folder: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data folder %s is in use by another gateway (%w)", dir, err)
-	}
-	return func() { f.Close() }, nil
 }
