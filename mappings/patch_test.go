@@ -227,7 +227,7 @@ func FuzzDecodeJSON(f *testing.F) {
 // depth and ns/byte stays within a small factor (cache misses on a larger heap) as depth grows
 // a hundredfold. gjson's Result.Value, used before, grew tenfold in ns/byte per tenfold depth
 // (quadratic time). Measured on the 2-core machine, ns/byte at depth 1k / 10k / 100k:
-// decodeJSON 72 / 122 / 193; Result.Value 640 / 5,875 / (not run: about 9 s per read).
+// decodeJSON 72 / 122 / 193; Result.Value 640 / 5,875 / (not run: extrapolated, about 10 s per read).
 //
 //	go test ./mappings -run '^$' -bench FieldNesting
 func BenchmarkFieldNesting(b *testing.B) {
