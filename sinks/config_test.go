@@ -25,9 +25,9 @@ func TestConfigValidate(t *testing.T) {
 		{"file defaults", "audit", sinks.Config{Type: "file"}, ""},
 		{"file path", "audit", sinks.Config{Type: "file", Path: "/var/log/audit.ndjson"}, ""},
 
-		{"missing type", "x", sinks.Config{}, `sink "x": type is required: one of sqlite, http, file`},
-		{"unknown type", "x", sinks.Config{Type: "kafka"}, `sink "x": type "kafka" is not one of sqlite, http, file`},
-		{"type is case-sensitive", "x", sinks.Config{Type: "SQLite"}, `sink "x": type "SQLite" is not one of sqlite, http, file`},
+		{"missing type", "x", sinks.Config{}, `sink "x": type is required: one of sqlite, postgres, http, file`},
+		{"unknown type", "x", sinks.Config{Type: "kafka"}, `sink "x": type "kafka" is not one of sqlite, postgres, http, file`},
+		{"type is case-sensitive", "x", sinks.Config{Type: "SQLite"}, `sink "x": type "SQLite" is not one of sqlite, postgres, http, file`},
 		{"empty name", "", sinks.Config{Type: "file", Path: "a.ndjson"}, `sink "": name must not be empty`},
 
 		{"sink name not usable as table", "my-sink", sinks.Config{Type: "sqlite"},
