@@ -54,8 +54,8 @@ const (
 // in order, as if written one after the other: later values win, fields only earlier ones carry
 // are kept.
 //
-// Permanent errors: those of SQLiteSink for records (see tableShape.parse), field names longer
-// than PostgreSQL's 63-byte limit, PostgreSQL's data exceptions (class 22: a value the column's
+// Permanent errors: SQLiteSink's errors about records, field names longer than PostgreSQL's
+// 63-byte limit, PostgreSQL's data exceptions (class 22: a value the column's
 // type cannot take), integrity violations (class 23) and program limits (class 54: too many
 // columns, a row too big), and an existing table whose primary key is not (_client_id, key
 // column). Everything else (connection loss, deadlocks, a table dropped meanwhile) is retryable.
@@ -150,9 +150,6 @@ func (s *PostgresSink) Write(ctx context.Context, records []Record) error {
 	if !errors.Is(err, ErrPermanent) {
 		// The table may have been changed behind our back: look again next time.
 		s.forgetSchema()
-	}
-	if len(records) == 1 {
-		return fmt.Errorf("sink %q: write record %s to table %s: %w", s.name, records[0].ID, s.table, err)
 	}
 	return fmt.Errorf("sink %q: write %d records to table %s: %w", s.name, len(records), s.table, err)
 }

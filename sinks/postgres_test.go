@@ -307,3 +307,36 @@ func pgRows(t *testing.T, db *sql.DB, q string) []string {
 	}
 	return out
 }
+
+// BenchmarkPostgresSinkWrite upserts batches of 1,000 new records (random-looking ids, as
+// partners send) of 6 fields, the size of a default fragment:
+//
+//	go test ./sinks -run '^$' -bench PostgresSinkWrite
+func BenchmarkPostgresSinkWrite(b *testing.B) {
+	db, _ := pgtest.Open(b)
+	s, err := sinks.NewPostgresSink(db, "bench", "activities", "activity_id")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchWrite(b, s)
+}
+
+// benchWrite writes batches of 1,000 new records to s and reports records/s.
+func benchWrite(b *testing.B, s sinks.Sink) {
+	const batch = 1000
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		recs := make([]sinks.Record, batch)
+		for i := range recs {
+			n++
+			recs[i] = sinks.Record{ClientID: "demo", ID: fmt.Sprintf("req/%d", n), Data: json.RawMessage(fmt.Sprintf(
+				`{"activity_id":"%08x-%d","occurred_at":"2020-05-19T02:15:00Z","duration_s":1530,"user":"jonny.test@mivation.com","contact":"+18774289403","direction":"outbound"}`,
+				uint32(n)*2654435761, n))}
+		}
+		if err := s.Write(context.Background(), recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+}

@@ -45,8 +45,8 @@ const maxCachedStatements = 256
 // string, which no client has): the gateway cannot tell which client wrote them, so a later
 // write of the same key by a client creates that client's own row beside the old one.
 //
-// Permanent errors: see parseObject (no client id, data not a JSON object, a "_client_id"
-// field); field names that are not plain identifiers (letters, digits, _) or that clash with the
+// Permanent errors: a record without a client id; data that is not a JSON object or that
+// carries a "_client_id" field; field names that are not plain identifiers (letters, digits, _) or that clash with the
 // key, "_updated_at" or, without a key field, "_id"; a key field holding an object or array;
 // constraint and type-mismatch errors (naming the record id); an existing table whose primary key
 // is neither (_client_id, key column) nor the key column alone. All records of one Write are
@@ -88,7 +88,7 @@ func NewSQLiteSink(db *sqlitedb.DB, name, table, key string) (*SQLiteSink, error
 		sqls:       map[string]string{},
 	}
 	// Fail at start-up, not at the first record, when an existing table cannot be upserted into.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cols, pk, err := sqliteTableInfo(ctx, db.Reader(), table)
 	if err != nil {
@@ -98,9 +98,10 @@ func NewSQLiteSink(db *sqlitedb.DB, name, table, key string) (*SQLiteSink, error
 		return s, nil
 	}
 	if len(pk) == 1 && strings.EqualFold(pk[0], s.key) && cols[ClientField] == "" {
-		err := db.Write(ctx, func(tx *sql.Tx) error {
+		// No deadline: copying a big table takes as long as it takes, once.
+		err := db.Write(context.Background(), func(tx *sql.Tx) error {
 			var err error
-			cols, err = s.migrate(ctx, tx)
+			cols, err = s.migrate(context.Background(), tx)
 			return err
 		})
 		if err != nil {

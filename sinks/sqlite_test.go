@@ -413,3 +413,17 @@ func queryRows(t *testing.T, db *sqlitedb.DB, q string) []string {
 	}
 	return out
 }
+
+// BenchmarkSQLiteSinkWrite is BenchmarkPostgresSinkWrite's twin, for comparison.
+func BenchmarkSQLiteSinkWrite(b *testing.B) {
+	db, err := sqlitedb.Open(filepath.Join(b.TempDir(), "sinks.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := sinks.NewSQLiteSink(db, "bench", "activities", "activity_id")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchWrite(b, s)
+}
