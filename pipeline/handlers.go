@@ -2,17 +2,17 @@ package pipeline
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
-	"github.com/opengw/gateway/internal/sqlitequeue"
-	"github.com/opengw/gateway/mappings"
+	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/sinks"
 	"github.com/opengw/gateway/tracker"
 )
@@ -23,12 +23,30 @@ import (
 // all of that happens or none of it, so a redelivered fragment finds a consistent state.
 func (p *Pipeline) process(msg *message.Message) error {
 	ctx := msg.Context()
-	requestID, format := msg.Metadata.Get(mdRequest), msg.Metadata.Get(mdFormat)
+	requestID, clientID, format := msg.Metadata.Get(mdRequest), msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat)
 	offset := atoiOr(msg.Metadata.Get(mdOffset), 0)
-	records := splitRecords(msg.Payload)
+	records, err := p.fragmentRecords(ctx, msg, requestID, offset)
+	if err != nil {
+		return err
+	}
+	if records == nil {
+		return p.failAll(msg, requestID, offset, atoiOr(msg.Metadata.Get(mdCount), 0),
+			"the raw records are no longer kept (retention.payloads), so they cannot be processed")
+	}
 	m, ok := p.cfg.Mappings().Get(format)
 	if !ok {
 		return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("format %q is no longer configured", format))
+	}
+	// A replay processes only the records it names.
+	only := map[int]bool{}
+	if s := msg.Metadata.Get(mdIndexes); s != "" {
+		indexes, err := parseIndexes(s)
+		if err != nil {
+			return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("unreadable replay message: %v", err))
+		}
+		for _, i := range indexes {
+			only[i] = true
+		}
 	}
 
 	// Map outside the transaction: the single writer only does the bookkeeping.
@@ -38,33 +56,46 @@ func (p *Pipeline) process(msg *message.Message) error {
 	var valid []int
 	mapped := make(map[int]mappedRecord, len(records))
 	for i, rec := range records {
+		if len(only) > 0 && !only[offset+i] {
+			continue
+		}
 		o := m.Apply(rec)
 		if !o.Valid() {
 			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
 			continue
 		}
-		mapped[offset+i] = mappedRecord{sink: o.Routes[0].Sink, data: o.Routes[0].JSON()}
+		mapped[offset+i] = mappedRecord{sink: o.Routes[0].Sink, data: o.Routes[0].JSON(), ref: news[i].ExternalReference}
 		valid = append(valid, offset+i)
 	}
 	p.cpu.release()
-	header := deliveryHeader(requestID, format, m.Version)
+	header := deliveryHeader(requestID, clientID, format, m.Version)
+	refOf := func(index int) string { return news[index-offset].ExternalReference }
 
-	var topics []string
-	err := p.cfg.DB.Write(ctx, func(tx *sql.Tx) error {
-		topics = topics[:0]
-		cancelled, err := p.cfg.Tracker.AddMessagesTx(tx, requestID, news)
+	return p.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		trk := tx.Tracker()
+		cancelled, err := trk.AddMessages(requestID, news)
 		if err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
 		if cancelled {
-			return p.cfg.Queue.AckTx(tx, msg)
+			all := make([]int, len(records))
+			for i := range all {
+				all[i] = offset + i
+			}
+			if err := p.publishOutcomes(tx, msg.UUID+"/cancelled", clientID, requestID, results(all, tracker.Cancelled, "", ""), refOf); err != nil {
+				return err
+			}
+			return tx.Ack(msg)
 		}
 		if len(invalid) > 0 {
-			if err := p.cfg.Tracker.FinishTx(tx, requestID, invalid); err != nil {
+			if err := trk.Finish(requestID, invalid); err != nil {
 				return fmt.Errorf("record invalid messages of request %s: %w", requestID, err)
 			}
+			if err := p.publishOutcomes(tx, msg.UUID+"/invalid", clientID, requestID, invalid, refOf); err != nil {
+				return err
+			}
 		}
-		claimed, err := p.cfg.Tracker.ClaimTx(tx, requestID, valid)
+		claimed, err := trk.Claim(requestID, valid)
 		if err != nil {
 			return fmt.Errorf("claim messages of request %s: %w", requestID, err)
 		}
@@ -80,41 +111,64 @@ func (p *Pipeline) process(msg *message.Message) error {
 		for _, sink := range order {
 			if _, ok := p.cfg.Sinks.Get(sink); !ok {
 				reason := fmt.Sprintf("sink %q is not configured", sink) + mappingNote(format, m.Version)
-				if err := p.cfg.Tracker.FinishTx(tx, requestID, results(bySink[sink], tracker.Failed, m.Version, reason)); err != nil {
+				rs := results(bySink[sink], tracker.Failed, m.Version, reason)
+				if err := trk.Finish(requestID, rs); err != nil {
 					return fmt.Errorf("fail messages of request %s: %w", requestID, err)
+				}
+				if err := p.publishOutcomes(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, rs, refOf); err != nil {
+					return err
 				}
 				continue
 			}
 			// A deterministic id: a replayed fragment queues the same deliveries.
 			id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID+"/"+strconv.Itoa(offset)+"/"+sink)).String()
 			d := message.NewMessage(id, encodeDelivery(header, bySink[sink], mapped))
-			if err := p.cfg.Queue.InsertTx(tx, topicDeliverPrefix+sink, d); err != nil {
+			d.Metadata.Set(mdRequest, requestID)
+			d.Metadata.Set(mdClient, clientID)
+			d.Metadata.Set(mdFormat, format)
+			d.Metadata.Set(mdIndexes, formatIndexes(bySink[sink]))
+			if err := tx.Publish(topicDeliverPrefix+sink, d); err != nil {
 				return fmt.Errorf("queue delivery to sink %s: %w", sink, err)
 			}
-			topics = append(topics, topicDeliverPrefix+sink)
 		}
-		return p.cfg.Queue.AckTx(tx, msg)
+		return tx.Ack(msg)
 	})
+}
+
+// fragmentRecords returns the raw records msg schedules: kept by the store, or carried by the
+// message itself (fragments queued by versions before records were kept). nil means they are
+// no longer kept.
+func (p *Pipeline) fragmentRecords(ctx context.Context, msg *message.Message, requestID string, offset int) ([][]byte, error) {
+	if len(msg.Payload) > 0 {
+		return splitRecords(msg.Payload), nil
+	}
+	array, found, err := p.cfg.Store.Records(ctx, requestID, offset)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("read records of request %s: %w", requestID, err)
 	}
-	for _, t := range topics {
-		p.cfg.Queue.Notify(t)
+	if !found {
+		return nil, nil
 	}
-	return nil
+	records := splitRecords(array)
+	if records == nil {
+		records = [][]byte{}
+	}
+	return records, nil
 }
 
 // mappedRecord is a valid record's route and mapped fields (a JSON object).
 type mappedRecord struct {
 	sink string
 	data []byte
+	ref  string // the record's external reference, "" if none
 }
 
 // deliverTo writes deliveries to one sink and records the outcome together with the
-// acknowledgement. A retryable failure nacks the message (the queue offers it again after a
-// backoff that survives restarts) until DeliveryAttempts is reached; a permanent failure ends
-// the records Failed with the sink's message, isolating the bad records of a batch by retrying
-// them one at a time.
+// acknowledgement. A retryable failure schedules the delivery again after RetryBackoff (the
+// schedule survives restarts) until DeliveryAttempts is reached; a permanent failure ends the
+// records Failed with the sink's message, isolating the bad records of a batch by retrying them
+// one at a time. A delivery that cannot even be decoded ends its records Failed: nothing
+// accepted is ever dropped.
 func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		var d delivery
@@ -122,27 +176,42 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		err := json.Unmarshal(msg.Payload, &d)
 		p.cpu.release()
 		if err != nil {
-			// Written by process; unreadable means corrupted storage. Nothing to retry.
-			p.log.Error("drop unreadable delivery", "sink", name, "message", msg.UUID, "err", err)
-			return nil
+			return p.failUnreadable(msg, name, err)
 		}
 		ctx, cancel := context.WithTimeout(msg.Context(), p.cfg.DeliveryTimeout)
 		defer cancel()
 		err = sink.Write(ctx, d.sinkRecords())
 		switch {
 		case err == nil:
-			return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
+			return p.settle(msg, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
 		case errors.Is(err, sinks.ErrPermanent):
 			return p.isolate(msg, name, sink, d, err)
 		}
-		attempt := atoiOr(msg.Metadata.Get(sqlitequeue.AttemptKey), 1)
+		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
 			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
-			return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
+			return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
 		}
-		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion, "attempt", attempt, "err", err)
-		return fmt.Errorf("write to sink %s: %w", name, err)
+		next := p.now().Add(p.cfg.RetryBackoff(attempt))
+		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion,
+			"attempt", attempt, "of", p.cfg.DeliveryAttempts, "next_attempt", next.UTC().Format(time.RFC3339), "err", err)
+		return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error { return tx.Retry(msg, next) })
 	}
+}
+
+// failUnreadable ends the records of a delivery whose payload cannot be decoded Failed, found
+// through the delivery's metadata. Nothing can repair such a payload, so it is not retried.
+func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeErr error) error {
+	requestID := msg.Metadata.Get(mdRequest)
+	indexes, err := parseIndexes(msg.Metadata.Get(mdIndexes))
+	if requestID == "" || err != nil {
+		// Written by an older version without metadata: nothing names its records.
+		p.log.Error("unreadable delivery names no records; acknowledging it", "sink", sinkName, "message", msg.UUID, "err", decodeErr)
+		return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error { return tx.Ack(msg) })
+	}
+	reason := fmt.Sprintf("sink %s: the mapped record could not be decoded for delivery: %v", sinkName, decodeErr)
+	p.log.Error("unreadable delivery; its records end Failed", "sink", sinkName, "request_id", requestID, "records", len(indexes), "err", decodeErr)
+	return p.settle(msg, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
 }
 
 // isolate retries a permanently failed batch record by record, so only the records the sink
@@ -150,7 +219,7 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d delivery, batchErr error) error {
 	note := mappingNote(d.Format, d.MappingVersion)
 	if len(d.Records) == 1 {
-		return p.settle(msg, d.RequestID, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
+		return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
 	}
 	var rs []tracker.Result
 	recs := d.sinkRecords()
@@ -169,16 +238,20 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 			return fmt.Errorf("write to sink %s: %w", name, err)
 		}
 	}
-	return p.settle(msg, d.RequestID, rs)
+	return p.settle(msg, d, rs)
 }
 
-// settle records terminal outcomes and acknowledges msg in one transaction.
-func (p *Pipeline) settle(msg *message.Message, requestID string, rs []tracker.Result) error {
-	return p.cfg.DB.Write(msg.Context(), func(tx *sql.Tx) error {
-		if err := p.cfg.Tracker.FinishTx(tx, requestID, rs); err != nil {
-			return fmt.Errorf("record outcomes for request %s: %w", requestID, err)
+// settle records terminal outcomes of delivery d's request (and their event) and acknowledges
+// msg in one transaction.
+func (p *Pipeline) settle(msg *message.Message, d delivery, rs []tracker.Result) error {
+	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+		if err := tx.Tracker().Finish(d.RequestID, rs); err != nil {
+			return fmt.Errorf("record outcomes for request %s: %w", d.RequestID, err)
 		}
-		return p.cfg.Queue.AckTx(tx, msg)
+		if err := p.publishOutcomes(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, rs, d.refs()); err != nil {
+			return err
+		}
+		return tx.Ack(msg)
 	})
 }
 
@@ -202,28 +275,25 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		news[i] = tracker.NewMessage{Index: offset + i}
 		indexes[i] = offset + i
 	}
-	return p.cfg.DB.Write(msg.Context(), func(tx *sql.Tx) error {
-		if _, err := p.cfg.Tracker.AddMessagesTx(tx, requestID, news); err != nil {
+	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
-		if err := p.cfg.Tracker.FinishTx(tx, requestID, results(indexes, tracker.Failed, "", reason)); err != nil {
+		rs := results(indexes, tracker.Failed, "", reason)
+		if err := tx.Tracker().Finish(requestID, rs); err != nil {
 			return fmt.Errorf("fail messages of request %s: %w", requestID, err)
 		}
-		return p.cfg.Queue.AckTx(tx, msg)
+		if err := p.publishOutcomes(tx, msg.UUID+"/failed", msg.Metadata.Get(mdClient), requestID, rs, nil); err != nil {
+			return err
+		}
+		return tx.Ack(msg)
 	})
-}
-
-func newMessages(m *mappings.Mapping, records [][]byte, offset int) []tracker.NewMessage {
-	out := make([]tracker.NewMessage, len(records))
-	for i, rec := range records {
-		out[i] = tracker.NewMessage{Index: offset + i, ExternalReference: m.RecordID(rec), Type: m.RecordType(rec)}
-	}
-	return out
 }
 
 // delivery is the payload of a deliver.<sink> message.
 type delivery struct {
 	RequestID      string           `json:"request_id"`
+	ClientID       string           `json:"client_id"`
 	Format         string           `json:"format,omitempty"`
 	MappingVersion string           `json:"mapping_version"`
 	Records        []deliveryRecord `json:"records"`
@@ -231,16 +301,18 @@ type delivery struct {
 
 type deliveryRecord struct {
 	Index int             `json:"index"`
+	Ref   string          `json:"ref,omitempty"` // external reference, for status events
 	Data  json.RawMessage `json:"data"`
 }
 
 // deliveryHeader is the start of a delivery payload, up to its records array.
-func deliveryHeader(requestID, format, version string) []byte {
+func deliveryHeader(requestID, clientID, format, version string) []byte {
 	h, _ := json.Marshal(struct {
 		RequestID      string `json:"request_id"`
+		ClientID       string `json:"client_id"`
 		Format         string `json:"format"`
 		MappingVersion string `json:"mapping_version"`
-	}{requestID, format, version})
+	}{requestID, clientID, format, version})
 	return append(h[:len(h)-1], `,"records":[`...)
 }
 
@@ -259,11 +331,25 @@ func encodeDelivery(header []byte, indexes []int, mapped map[int]mappedRecord) [
 		}
 		out = append(out, `{"index":`...)
 		out = strconv.AppendInt(out, int64(idx), 10)
+		if ref := mapped[idx].ref; ref != "" {
+			quoted, _ := json.Marshal(ref) // a string always encodes
+			out = append(out, `,"ref":`...)
+			out = append(out, quoted...)
+		}
 		out = append(out, `,"data":`...)
 		out = append(out, mapped[idx].data...)
 		out = append(out, '}')
 	}
 	return append(out, "]}"...)
+}
+
+// refs returns the external reference of each of d's records by index ("" if unknown).
+func (d delivery) refs() func(index int) string {
+	byIndex := make(map[int]string, len(d.Records))
+	for _, r := range d.Records {
+		byIndex[r.Index] = r.Ref
+	}
+	return func(index int) string { return byIndex[index] }
 }
 
 func (d delivery) indexes() []int {
@@ -277,7 +363,7 @@ func (d delivery) indexes() []int {
 func (d delivery) sinkRecords() []sinks.Record {
 	out := make([]sinks.Record, len(d.Records))
 	for i, r := range d.Records {
-		out[i] = sinks.Record{ID: tracker.MessageID(d.RequestID, r.Index), Data: r.Data}
+		out[i] = sinks.Record{ClientID: d.ClientID, ID: tracker.MessageID(d.RequestID, r.Index), Data: r.Data}
 	}
 	return out
 }
@@ -303,4 +389,53 @@ func withMapping(msgs []string, format, version string) []string {
 		out[i] = m + note
 	}
 	return out
+}
+
+// formatIndexes writes ascending indexes compactly as ranges: "0-999" or "3,5-7".
+func formatIndexes(indexes []int) string {
+	var b strings.Builder
+	for i := 0; i < len(indexes); {
+		j := i
+		for j+1 < len(indexes) && indexes[j+1] == indexes[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(indexes[i]))
+		if j > i {
+			b.WriteByte('-')
+			b.WriteString(strconv.Itoa(indexes[j]))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
+// parseIndexes reads what formatIndexes wrote.
+func parseIndexes(s string) ([]int, error) {
+	if s == "" {
+		return nil, errors.New("no indexes")
+	}
+	var out []int
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("index range %q: %w", part, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a || b-a > MaxRecords {
+				return nil, fmt.Errorf("index range %q is not a range", part)
+			}
+		}
+		if len(out)+b-a >= MaxRecords {
+			return nil, fmt.Errorf("more than %d indexes", MaxRecords)
+		}
+		for i := a; i <= b; i++ {
+			out = append(out, i)
+		}
+	}
+	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,11 +28,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
-	"github.com/opengw/gateway/internal/sqlitedb"
-	"github.com/opengw/gateway/internal/sqlitequeue"
+	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/sinks"
-	"github.com/opengw/gateway/tracker"
 )
 
 const (
@@ -39,21 +38,32 @@ const (
 	topicDeliverPrefix = "deliver."
 
 	mdRequest = "request_id"
+	mdClient  = "client_id"
 	mdFormat  = "format"
 	mdOffset  = "offset"
+	mdCount   = "count" // records in a fragment
+	mdIndexes = "indexes" // a delivery's record indexes, so even an unreadable one can be failed
 )
 
-// Config wires a Pipeline. All fields but Now and Log are required.
+// Config wires a Pipeline. Store, Mappings and Sinks are required.
 type Config struct {
-	DB       *sqlitedb.DB // the queue's database: intake tables live beside the queue
-	Queue    *sqlitequeue.Queue
-	Tracker  *tracker.SQLite
+	Store    store.Store          // queue, tracker and intake tables, committed together
 	Mappings func() *mappings.Set // the current mapping set; may change between calls (hot reload)
 	Sinks    *sinks.Registry
 
 	FragmentSize     int           // records per fragment
 	DeliveryAttempts int           // delivery attempts before a record ends Failed
 	DeliveryTimeout  time.Duration // one sink write; default 60s
+	// RetryBackoff is how long a delivery waits after failed attempt n (1-based) before the
+	// next; default: 1s doubling up to 5 minutes.
+	RetryBackoff func(attempt int) time.Duration
+	// TrackAtIntake is the largest request whose messages are recorded in the intake
+	// transaction (findable by external reference from the 202 on); bigger requests' messages
+	// are recorded when their fragments are split. Default 1,000; negative: never.
+	TrackAtIntake int
+	// PublishEvents makes the pipeline publish what happens to each request on TopicEvents
+	// (for webhooks); set it only when something consumes that topic.
+	PublishEvents bool
 	// MaxBacklog is how many fragments may wait to be processed before Accept refuses new
 	// submissions with ErrBacklog (0: no limit). It keeps a flood from filling the disk.
 	MaxBacklog int
@@ -70,6 +80,9 @@ type Pipeline struct {
 	cpu    cpuSlots
 	// backlog is the number of queued fragments, refreshed by backlogLoop.
 	backlog atomic.Int64
+	// committing holds the idempotency keys (client, endpoint, key) of submissions being
+	// committed by this process, so a concurrent retry gets ErrIdempotencyInFlight.
+	committing sync.Map
 }
 
 // cpuSlots bounds how many handlers do CPU-heavy work (mapping a fragment, decoding a
@@ -86,11 +99,14 @@ func (c cpuSlots) release() { <-c }
 // New checks cfg, creates the intake tables and registers the router's handlers.
 // Wiring mistakes are reported here, not at the first message.
 func New(cfg Config) (*Pipeline, error) {
-	if cfg.DB == nil || cfg.Queue == nil || cfg.Tracker == nil || cfg.Mappings == nil || cfg.Sinks == nil {
-		return nil, errors.New("pipeline: DB, Queue, Tracker, Mappings and Sinks are required")
+	if cfg.Store == nil || cfg.Mappings == nil || cfg.Sinks == nil {
+		return nil, errors.New("pipeline: Store, Mappings and Sinks are required")
 	}
 	if cfg.FragmentSize <= 0 {
 		cfg.FragmentSize = 1000
+	}
+	if cfg.TrackAtIntake == 0 {
+		cfg.TrackAtIntake = 1000
 	}
 	if cfg.DeliveryAttempts <= 0 {
 		cfg.DeliveryAttempts = 10
@@ -104,8 +120,8 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if _, err := cfg.DB.Exec(context.Background(), intakeSchema); err != nil {
-		return nil, fmt.Errorf("create intake tables: %w", err)
+	if cfg.RetryBackoff == nil {
+		cfg.RetryBackoff = DoublingBackoff(time.Second, 5*time.Minute)
 	}
 	logger := watermill.NewSlogLogger(cfg.Log)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, logger)
@@ -116,7 +132,7 @@ func New(cfg Config) (*Pipeline, error) {
 	router.AddMiddleware(middleware.Recoverer)
 	p := &Pipeline{cfg: cfg, router: router, log: cfg.Log, cpu: newCPUSlots()}
 
-	sub := unclosable{cfg.Queue}
+	sub := cfg.Store.Queue()
 	router.AddConsumerHandler("process", topicFragments, sub, p.process)
 	for _, name := range cfg.Sinks.Names() {
 		sink, _ := cfg.Sinks.Get(name)
@@ -127,14 +143,25 @@ func New(cfg Config) (*Pipeline, error) {
 
 // QueueTopics names the topics the pipeline consumes, with the batch and in-flight limits that
 // suit their message sizes, for configuring the queue.
-func QueueTopics(sinkNames []string) map[string]sqlitequeue.TopicConfig {
-	topics := map[string]sqlitequeue.TopicConfig{
+func QueueTopics(sinkNames []string) map[string]store.TopicConfig {
+	topics := map[string]store.TopicConfig{
 		topicFragments: {BatchSize: 64, MaxInFlight: 64},
 	}
 	for _, n := range sinkNames {
-		topics[topicDeliverPrefix+n] = sqlitequeue.TopicConfig{BatchSize: 128, MaxInFlight: 256}
+		topics[topicDeliverPrefix+n] = store.TopicConfig{BatchSize: 128, MaxInFlight: 256}
 	}
 	return topics
+}
+
+// DoublingBackoff waits first after the first failed attempt, doubling per attempt up to max.
+func DoublingBackoff(first, max time.Duration) func(attempt int) time.Duration {
+	return func(attempt int) time.Duration {
+		d := first
+		for i := 1; i < attempt && d < max; i++ {
+			d *= 2
+		}
+		return min(d, max)
+	}
 }
 
 // Run processes messages until ctx is cancelled or Close is called, then waits for running
@@ -158,14 +185,6 @@ func (p *Pipeline) Close() error { return p.router.Close() }
 
 func (p *Pipeline) now() time.Time { return p.cfg.Now() }
 
-// unclosable hands the queue to the router without letting it close it: the router closes a
-// handler's subscriber when the handler stops and at the start of Close, before running
-// handlers finish, which would release (and so redo) every in-flight message. The owner of
-// the queue closes it after the router has stopped.
-type unclosable struct{ *sqlitequeue.Queue }
-
-func (unclosable) Close() error { return nil }
-
 // backlogEvery is how often the queued-fragment count behind ErrBacklog is refreshed.
 const backlogEvery = 250 * time.Millisecond
 
@@ -186,7 +205,7 @@ func (p *Pipeline) backlogLoop(ctx context.Context) {
 
 // refreshBacklog counts the fragments waiting in the queue (a covering-index count).
 func (p *Pipeline) refreshBacklog(ctx context.Context) error {
-	n, err := p.cfg.Queue.Depth(ctx, topicFragments)
+	n, err := p.cfg.Store.Queue().Depth(ctx, topicFragments)
 	if err != nil {
 		return err
 	}

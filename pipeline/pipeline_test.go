@@ -3,15 +3,19 @@ package pipeline
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/opengw/gateway/internal/sqlitedb"
-	"github.com/opengw/gateway/internal/sqlitequeue"
+	"github.com/opengw/gateway/internal/sqlitestore"
+	"github.com/opengw/gateway/internal/store"
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/sinks"
 	"github.com/opengw/gateway/tracker"
@@ -59,21 +63,42 @@ func TestParseEnvelope(t *testing.T) {
 	}
 }
 
-// harness is a pipeline on real SQLite files with the example mappings and SQLite sinks.
+// harness is a pipeline on a real backend with the example mappings and SQLite sinks.
 type harness struct {
-	p       *Pipeline
-	db      *sqlitedb.DB
-	tracker *tracker.SQLite
-	sinks   *sinks.Registry
+	p     *Pipeline
+	store store.Store
+	sinks *sinks.Registry
+	dir   string
+	// running is set once run has started the router.
+	running bool
 }
 
-func newHarness(t *testing.T, fragmentSize int) *harness {
+// backend opens a store.Store for a test; every pipeline test runs on each.
+type backend struct {
+	name string
+	open func(t testing.TB, dir string, topics map[string]store.TopicConfig) store.Store
+}
+
+var backends = []backend{
+	{"sqlite", func(t testing.TB, dir string, topics map[string]store.TopicConfig) store.Store {
+		st, err := sqlitestore.Open(sqlitestore.Config{Path: filepath.Join(dir, "gateway.db"), Topics: topics})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}},
+}
+
+// forEachBackend runs test as a subtest on every backend.
+func forEachBackend(t *testing.T, test func(t *testing.T, b backend)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b) })
+	}
+}
+
+func newHarness(t testing.TB, b backend, fragmentSize int) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := sqlitedb.Open(filepath.Join(dir, "gateway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	set, err := mappings.Load("../examples/mappings", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -86,29 +111,26 @@ func newHarness(t *testing.T, fragmentSize int) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := sqlitequeue.New(sqlitequeue.Config{DB: db, Topics: QueueTopics(sinkSet.Names())})
+	st := b.open(t, dir, QueueTopics(sinkSet.Names()))
+	p, err := New(Config{Store: st, Mappings: func() *mappings.Set { return set }, Sinks: sinkSet, FragmentSize: fragmentSize,
+		RetryBackoff: func(int) time.Duration { return 10 * time.Millisecond }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trk, err := tracker.NewSQLite(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(Config{DB: db, Queue: q, Tracker: trk, Mappings: func() *mappings.Set { return set }, Sinks: sinkSet, FragmentSize: fragmentSize})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := &harness{p: p, store: st, sinks: sinkSet, dir: dir}
 	t.Cleanup(func() {
-		p.Close()
-		q.Close()
+		if h.running {
+			p.Close() // a router that never ran would wait its whole CloseTimeout
+		}
+		st.Close()
 		sinkSet.Close()
-		db.Close()
 	})
-	return &harness{p: p, db: db, tracker: trk, sinks: sinkSet}
+	return h
 }
 
 func (h *harness) run(t *testing.T) {
 	t.Helper()
+	h.running = true
 	go h.p.Run(context.Background())
 	select {
 	case <-h.p.Running():
@@ -119,7 +141,7 @@ func (h *harness) run(t *testing.T) {
 
 func (h *harness) view(t *testing.T, requestID string) tracker.RequestView {
 	t.Helper()
-	page, err := h.tracker.Find(context.Background(), "c", tracker.Filter{RequestIDs: []string{requestID}})
+	page, err := h.store.Tracker().Find(context.Background(), "c", tracker.Filter{RequestIDs: []string{requestID}})
 	if err != nil || len(page.Requests) != 1 {
 		t.Fatalf("find %s: %+v %v", requestID, page, err)
 	}
@@ -151,20 +173,22 @@ func calls(n int) Envelope {
 
 // TestCancelBeforeProcessing: a request cancelled while its fragments are queued ends with
 // every message Cancelled and nothing delivered.
-func TestCancelBeforeProcessing(t *testing.T) {
-	h := newHarness(t, 10)
+func TestCancelBeforeProcessing(t *testing.T) { forEachBackend(t, testCancelBeforeProcessing) }
+
+func testCancelBeforeProcessing(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
 	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", ClientName: "C", Envelope: calls(35)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, n, err := h.tracker.Cancel(context.Background(), "c", r.RequestID)
+	found, n, err := h.store.Tracker().Cancel(context.Background(), "c", r.RequestID)
 	if err != nil || !found || n != 35 {
 		t.Fatalf("cancel: found=%v n=%d err=%v", found, n, err)
 	}
 	h.run(t)
 	// The fragments are consumed (acked) without delivering anything.
 	deadline := time.Now().Add(10 * time.Second)
-	for queued(t, h.db) > 0 {
+	for queued(t, h) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("fragments of a cancelled request were not consumed")
 		}
@@ -181,8 +205,10 @@ func TestCancelBeforeProcessing(t *testing.T) {
 
 // TestFragmentsAndRedelivery: a request of several fragments completes, and replaying its
 // fragments' work (as after a crash) neither double-counts nor duplicates sink rows.
-func TestFragmentsAndRedelivery(t *testing.T) {
-	h := newHarness(t, 10)
+func TestFragmentsAndRedelivery(t *testing.T) { forEachBackend(t, testFragmentsAndRedelivery) }
+
+func testFragmentsAndRedelivery(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
 	h.run(t)
 	env := calls(35)
 	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", ClientName: "C", Envelope: env})
@@ -194,15 +220,19 @@ func TestFragmentsAndRedelivery(t *testing.T) {
 		t.Fatalf("summary = %+v", v.Summary)
 	}
 	// Replay: the same request's fragments queued again.
-	err = h.db.Write(context.Background(), func(tx *sql.Tx) error {
-		return h.p.cfg.Queue.InsertTx(tx, topicFragments, h.p.fragments(r.RequestID, env)...)
+	err = h.store.Update(context.Background(), func(tx store.Tx) error {
+		for _, f := range h.p.fragments(r.RequestID, "c", env) {
+			if err := tx.Publish(topicFragments, f.msg); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.p.cfg.Queue.Notify(topicFragments)
 	deadline := time.Now().Add(10 * time.Second)
-	for queued(t, h.db) > 0 {
+	for queued(t, h) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("replayed fragments were not consumed")
 		}
@@ -217,17 +247,23 @@ func TestFragmentsAndRedelivery(t *testing.T) {
 	}
 }
 
-func queued(t *testing.T, db *sqlitedb.DB) int {
-	var n int
-	if err := db.Reader().QueryRow(`SELECT count(*) FROM queue_messages`).Scan(&n); err != nil {
-		t.Fatal(err)
+// queued counts the messages not yet settled on every topic of the pipeline.
+func queued(t *testing.T, h *harness) int {
+	t.Helper()
+	total := 0
+	for topic := range QueueTopics(h.sinks.Names()) {
+		n, err := h.store.Queue().Depth(context.Background(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
 	}
-	return n
+	return total
 }
 
 func rows(t *testing.T, h *harness, table string) int {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(filepath.Dir(h.db.Path()), "sinks.db")+"?mode=ro")
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(h.dir, "sinks.db")+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,8 +280,10 @@ func rows(t *testing.T, h *harness, table string) int {
 
 // TestBacklogRefusesIntake: past MaxBacklog queued fragments Accept refuses with ErrBacklog,
 // and accepts again once the pipeline has caught up.
-func TestBacklogRefusesIntake(t *testing.T) {
-	h := newHarness(t, 10)
+func TestBacklogRefusesIntake(t *testing.T) { forEachBackend(t, testBacklogRefusesIntake) }
+
+func testBacklogRefusesIntake(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
 	h.p.cfg.MaxBacklog = 3
 	ctx := context.Background()
 	if _, err := h.p.Accept(ctx, Submission{ClientID: "c", Envelope: calls(35)}); err != nil {
@@ -260,7 +298,7 @@ func TestBacklogRefusesIntake(t *testing.T) {
 	}
 	h.run(t)
 	deadline := time.Now().Add(10 * time.Second)
-	for queued(t, h.db) > 0 {
+	for queued(t, h) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("backlog not processed")
 		}
@@ -271,5 +309,199 @@ func TestBacklogRefusesIntake(t *testing.T) {
 	}
 	if _, err := h.p.Accept(ctx, Submission{ClientID: "c", Envelope: calls(1)}); err != nil {
 		t.Fatalf("Accept after catching up: %v", err)
+	}
+}
+
+// TestUnreadableDeliveryEndsFailed: a delivery whose payload cannot be decoded ends its records
+// Failed with the reason instead of being dropped (which would leave them Processing for ever).
+func TestUnreadableDeliveryEndsFailed(t *testing.T) { forEachBackend(t, testUnreadableDeliveryEndsFailed) }
+
+func testUnreadableDeliveryEndsFailed(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
+	const requestID = "7d2b2c1e-5f0a-4c55-9d0e-2f6f3f1c9a10"
+	err := h.store.Update(context.Background(), func(tx store.Tx) error {
+		if err := tx.Tracker().Accept(tracker.Request{ID: requestID, ClientID: "c", ClientName: "C", Format: "activity", ReceivedAt: time.Now(), Total: 3}); err != nil {
+			return err
+		}
+		if _, err := tx.Tracker().AddMessages(requestID, []tracker.NewMessage{{Index: 0}, {Index: 1}, {Index: 2}}); err != nil {
+			return err
+		}
+		if _, err := tx.Tracker().Claim(requestID, []int{0, 1, 2}); err != nil {
+			return err
+		}
+		d := message.NewMessage("d1", []byte(`{"request_id":"`+requestID+`","records":[{"index":0,"data":`+strings.Repeat("[", 20000)))
+		d.Metadata.Set(mdRequest, requestID)
+		d.Metadata.Set(mdIndexes, formatIndexes([]int{0, 1, 2}))
+		return tx.Publish(topicDeliverPrefix+"activities", d)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	v := h.waitDone(t, requestID)
+	if v.Summary.Failed != 3 {
+		t.Fatalf("summary = %+v, want 3 Failed", v.Summary)
+	}
+	for _, m := range v.Messages {
+		if m.Status != tracker.Failed || len(m.Errors) != 1 || !strings.Contains(m.Errors[0], "could not be decoded") {
+			t.Fatalf("message %d: %s %q", m.Index, m.Status, m.Errors)
+		}
+	}
+	if n := queued(t, h); n != 0 {
+		t.Fatalf("%d messages left on the queue", n)
+	}
+}
+
+func TestIndexesRoundTrip(t *testing.T) {
+	for _, idx := range [][]int{{0}, {0, 1, 2}, {3, 5, 6, 7, 10}, {9999}} {
+		s := formatIndexes(idx)
+		got, err := parseIndexes(s)
+		if err != nil || !slices.Equal(got, idx) {
+			t.Fatalf("%v -> %q -> %v, %v", idx, s, got, err)
+		}
+	}
+	for _, bad := range []string{"", "x", "5-3", "0-20000", "1,,2"} {
+		if _, err := parseIndexes(bad); err == nil {
+			t.Fatalf("parseIndexes(%q) accepted", bad)
+		}
+	}
+}
+
+// TestIdempotencyKeys: keys are scoped per client and per endpoint; a retry while the first
+// submission with the key is still being committed gets ErrIdempotencyInFlight; once committed,
+// the same key and body replay the first receipt and another body is a conflict.
+func TestIdempotencyKeys(t *testing.T) { forEachBackend(t, testIdempotencyKeys) }
+
+func testIdempotencyKeys(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
+	ctx := context.Background()
+	sub := func(client, endpoint string, n int) Submission {
+		env := calls(n)
+		return Submission{ClientID: client, Endpoint: endpoint, Envelope: env, IdempotencyKey: "K", Body: joinRecords(env.Records)}
+	}
+
+	// Hold the store's writer so the first submission stays uncommitted.
+	release := make(chan struct{})
+	holding := make(chan struct{})
+	go h.store.Update(ctx, func(store.Tx) error {
+		close(holding)
+		<-release
+		return nil
+	})
+	<-holding
+	first := make(chan error, 1)
+	var firstReceipt Receipt
+	go func() {
+		var err error
+		firstReceipt, err = h.p.Accept(ctx, sub("c", "push", 2))
+		first <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, busy := h.p.committing.Load([3]string{"c", "push", "K"}); busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first submission never started committing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := h.p.Accept(ctx, sub("c", "push", 2)); !errors.Is(err, ErrIdempotencyInFlight) {
+		t.Fatalf("retry while committing: %v, want ErrIdempotencyInFlight", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+
+	replay, err := h.p.Accept(ctx, sub("c", "push", 2))
+	if err != nil || !replay.Replayed || replay.RequestID != firstReceipt.RequestID {
+		t.Fatalf("replay = %+v, %v; want the first receipt %s replayed", replay, err, firstReceipt.RequestID)
+	}
+	if _, err := h.p.Accept(ctx, sub("c", "push", 3)); !errors.Is(err, ErrIdempotencyConflict) {
+		t.Fatalf("same key, other body: %v, want ErrIdempotencyConflict", err)
+	}
+	for _, other := range []Submission{sub("c", "events", 3), sub("d", "push", 3)} {
+		r, err := h.p.Accept(ctx, other)
+		if err != nil || r.Replayed || r.RequestID == firstReceipt.RequestID {
+			t.Fatalf("%s/%s with the same key: %+v, %v; want a new request", other.ClientID, other.Endpoint, r, err)
+		}
+	}
+}
+
+// TestQueuedAtOnce: a request's records are findable, Queued, by their external reference as
+// soon as Accept returns, before any processing.
+func TestQueuedAtOnce(t *testing.T) { forEachBackend(t, testQueuedAtOnce) }
+
+func testQueuedAtOnce(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
+	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: calls(25)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := h.store.Tracker().Find(context.Background(), "c", tracker.Filter{ExternalReferences: []string{"c17"}})
+	if err != nil || len(page.Requests) != 1 || page.Requests[0].ID != r.RequestID {
+		t.Fatalf("find c17: %+v, %v", page, err)
+	}
+	if ms := page.Requests[0].Messages; len(ms) != 1 || ms[0].Status != tracker.Queued || ms[0].Type != "call" {
+		t.Fatalf("messages = %+v, want c17 Queued", ms)
+	}
+}
+
+// TestEventsPublished: with PublishEvents, a request's acceptance and every message's terminal
+// status are published on TopicEvents, batched per transaction, with their external references.
+func TestEventsPublished(t *testing.T) { forEachBackend(t, testEventsPublished) }
+
+func testEventsPublished(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
+	h.p.cfg.PublishEvents = true
+	h.run(t)
+	env := calls(12)
+	env.Records = append(env.Records, []byte(`{"id":"bad","type":"meeting"}`))
+	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDone(t, r.RequestID)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := h.store.Queue().Subscribe(ctx, TopicEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]tracker.Status{}
+	accepted := 0
+	timeout := time.After(10 * time.Second)
+	for len(statuses) < 13 || accepted == 0 {
+		select {
+		case m := <-ch:
+			var ev Event
+			if err := json.Unmarshal(m.Payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.ClientID != "c" || ev.RequestID != r.RequestID {
+				t.Fatalf("event %+v is not about request %s of client c", ev, r.RequestID)
+			}
+			switch ev.Type {
+			case EventRequestAccepted:
+				accepted++
+				if ev.Total != 13 {
+					t.Fatalf("accepted total = %d", ev.Total)
+				}
+			case EventMessages:
+				for _, em := range ev.Messages {
+					if _, dup := statuses[em.ExternalReference]; dup {
+						t.Fatalf("%s reported twice", em.ExternalReference)
+					}
+					statuses[em.ExternalReference] = em.Status
+				}
+			}
+			m.Ack()
+		case <-timeout:
+			t.Fatalf("events so far: accepted %d, statuses %v", accepted, statuses)
+		}
+	}
+	if statuses["bad"] != tracker.Invalid || statuses["c0"] != tracker.Complete || statuses["c11"] != tracker.Complete {
+		t.Fatalf("statuses = %v", statuses)
 	}
 }

@@ -145,6 +145,7 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 	receipt, err := s.Intake.Accept(r.Context(), pipeline.Submission{
 		ClientID:       p.ClientID,
 		ClientName:     p.ClientName,
+		Endpoint:       "events",
 		Envelope:       pipeline.Envelope{Format: eventType, Records: [][]byte{body}},
 		IdempotencyKey: key,
 		Body:           body,
@@ -153,6 +154,10 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, pipeline.ErrIdempotencyConflict):
 		writeSpringError(w, r, http.StatusUnprocessableEntity, "", "%v", err)
+		return
+	case errors.Is(err, pipeline.ErrIdempotencyInFlight):
+		w.Header().Set("Retry-After", "1")
+		writeSpringError(w, r, http.StatusConflict, "", "%v (Idempotency-Key %q); retry shortly", err, key)
 		return
 	case errors.Is(err, pipeline.ErrBacklog):
 		w.Header().Set("Retry-After", retryAfterBacklog)
@@ -166,6 +171,8 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 	if receipt.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
+	// The tracking request id, so the partner can follow the event at once.
+	w.Header().Set("X-Request-Id", receipt.RequestID)
 	writeJSON(w, http.StatusCreated, map[string]int64{"_id": receipt.Sequence})
 }
 

@@ -55,11 +55,15 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 		return
 	}
 	receipt, err := s.Intake.Accept(r.Context(), pipeline.Submission{
-		ClientID: p.ClientID, ClientName: p.ClientName, Envelope: env, IdempotencyKey: key, Body: body,
+		ClientID: p.ClientID, ClientName: p.ClientName, Endpoint: "push", Envelope: env, IdempotencyKey: key, Body: body,
 	})
 	switch {
 	case errors.Is(err, pipeline.ErrIdempotencyConflict):
 		writeProblem(w, http.StatusUnprocessableEntity, "%v", err)
+		return
+	case errors.Is(err, pipeline.ErrIdempotencyInFlight):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusConflict, "%v (Idempotency-Key %q); retry shortly", err, key)
 		return
 	case errors.Is(err, pipeline.ErrBacklog):
 		w.Header().Set("Retry-After", retryAfterBacklog)

@@ -9,21 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/opengw/gateway/internal/config"
-	"github.com/opengw/gateway/internal/sqlitedb"
-	"github.com/opengw/gateway/internal/sqlitequeue"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/sinks"
-	"github.com/opengw/gateway/tracker"
 	"github.com/opengw/gateway/transports"
 )
 
@@ -36,6 +28,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	cfgPath := fs.String("config", "examples/gateway.yaml", "configuration file")
 	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
 	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
+	database := fs.String("database", "", "postgres:// URL of a database shared by several nodes (default from config; empty: embedded SQLite)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,35 +44,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
+	if *database != "" {
+		cfg.Database = *database
 	}
-	unlock, err := lockDataDir(cfg.DataDir)
+	be, err := openBackend(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-
-	db, err := sqlitedb.Open(filepath.Join(cfg.DataDir, "gateway.db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	queue, err := sqlitequeue.New(sqlitequeue.Config{
-		DB:                   db,
-		Logger:               watermill.NewSlogLogger(log),
-		Topics:               pipeline.QueueTopics(cfg.SinkNames()),
-		Backoff:              backoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		ReleaseLeasesOnStart: true, // safe: the data folder lock makes this the only process
-	})
-	if err != nil {
-		return fmt.Errorf("open queue: %w", err)
-	}
-	defer queue.Close()
-	trk, err := tracker.NewSQLite(db)
-	if err != nil {
-		return fmt.Errorf("open tracker: %w", err)
-	}
+	defer be.close()
+	st := be.store
 	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("open sinks: %w", err)
@@ -89,15 +62,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	var current atomic.Pointer[mappings.Set]
 	current.Store(set)
 	pl, err := pipeline.New(pipeline.Config{
-		DB: db, Queue: queue, Tracker: trk, Mappings: current.Load, Sinks: sinkSet,
+		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
+		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
 		MaxBacklog: max(cfg.Pipeline.MaxBacklog, 0), Log: log,
 	})
 	if err != nil {
 		return err
 	}
 
-	key, err := transports.LoadOrCreateKey(cfg.DataDir, cfg.Auth.JWT.Key)
+	key, err := be.jwtKey()
 	if err != nil {
 		return err
 	}
@@ -109,7 +83,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Tokens:   issuer,
 		Intake:   pl,
 		Mappings: current.Load,
-		Tracking: &transports.TrackingAPI{Store: trk, Log: log},
+		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
 		Log:      log,
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
@@ -194,29 +168,4 @@ func clientsOf(cfg *config.Config) []transports.Client {
 		}
 	}
 	return out
-}
-
-// backoff doubles the retry delay per attempt, from first up to max.
-func backoff(first, max time.Duration) func(attempt int) time.Duration {
-	return func(attempt int) time.Duration {
-		d := first
-		for i := 1; i < attempt && d < max; i++ {
-			d *= 2
-		}
-		return min(d, max)
-	}
-}
-
-// lockDataDir takes an exclusive lock on the data folder, so two gateways never share one
-// (the queue relies on being the only process: it releases all leases at start).
-func lockDataDir(dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, "gateway.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock data folder: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data folder %s is in use by another gateway (%w)", dir, err)
-	}
-	return func() { f.Close() }, nil
 }

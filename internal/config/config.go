@@ -25,6 +25,9 @@ var Scopes = []string{"push", "events", "tracking", "integrations"}
 type Config struct {
 	Server   Server                  `yaml:"server"`
 	DataDir  string                  `yaml:"data_dir"` // where SQLite files live; --data overrides; default ./data
+	// Database selects the storage backend: empty for embedded SQLite in DataDir (one node), or
+	// a postgres:// URL shared by several nodes. --database overrides.
+	Database string `yaml:"database"`
 	Mappings string                  `yaml:"mappings"` // folder of mapping files, relative to the config file
 	Pipeline Pipeline                `yaml:"pipeline"`
 	Auth     Auth                    `yaml:"auth"`

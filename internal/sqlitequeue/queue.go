@@ -35,12 +35,13 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/opengw/gateway/internal/sqlitedb"
+	"github.com/opengw/gateway/internal/store"
 )
 
 // AttemptKey is the metadata key set on every delivered message to its 1-based delivery attempt
 // (a decimal string): "1" on first delivery, "2" after one nack or expired lease, and so on.
 // Handlers can use it to give up on a message after N attempts.
-const AttemptKey = "_attempt"
+const AttemptKey = store.AttemptKey
 
 // ErrClosed is returned by Publish and Subscribe after Close.
 var ErrClosed = errors.New("sqlitequeue: queue is closed")
@@ -590,26 +591,67 @@ func (s *subscription) unregister(d *delivery) {
 // by returning nil); that Ack then costs no write. If the claim was lost meanwhile (the lease
 // expired and the message was claimed again), AckTx deletes nothing and the other claim wins.
 func (q *Queue) AckTx(tx *sql.Tx, msg *message.Message) error {
+	return q.settleTx(msg, "ack", func(id, attempts int64) (bool, error) {
+		res, err := tx.Exec(`DELETE FROM queue_messages WHERE id = ? AND attempts = ?`, id, attempts)
+		if err != nil {
+			return false, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return false, nil
+		}
+		_, err = tx.Exec(`DELETE FROM queue_payloads WHERE message_id = ?`, id)
+		return true, err
+	})
+}
+
+// RetryTx settles msg, a message this Queue delivered, inside the caller's transaction and
+// offers it again at notBefore as its next delivery attempt, so a handler's decision to retry
+// later commits together with its other writes and survives a restart. The caller must still
+// Ack msg after the commit (a Watermill handler returns nil); that Ack costs no write. If the
+// claim was lost meanwhile, RetryTx changes nothing.
+func (q *Queue) RetryTx(tx *sql.Tx, msg *message.Message, notBefore time.Time) error {
+	return q.settleTx(msg, "retry", func(id, attempts int64) (bool, error) {
+		res, err := tx.Exec(`UPDATE queue_messages SET available_at = ?, locked_until = 0 WHERE id = ? AND attempts = ?`,
+			notBefore.UnixMilli(), id, attempts)
+		if err != nil {
+			return false, err
+		}
+		n, _ := res.RowsAffected()
+		return n > 0, nil
+	})
+}
+
+// settleTx runs write for the claim of msg (its row id and the claim's attempts value) and, if
+// write changed the row, marks msg settled so that its Ack costs no write.
+func (q *Queue) settleTx(msg *message.Message, what string, write func(id, attempts int64) (bool, error)) error {
 	q.mu.Lock()
 	d, ok := q.delivered[msg]
 	q.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("ack message %s in transaction: not a message this queue has delivered", msg.UUID)
+		return fmt.Errorf("%s message %s in transaction: not a message this queue has delivered", what, msg.UUID)
 	}
-	res, err := tx.Exec(`DELETE FROM queue_messages WHERE id = ? AND attempts = ?`, d.id, d.attempts)
+	changed, err := write(d.id, d.attempts)
 	if err != nil {
-		return fmt.Errorf("ack message %s in transaction: %w", msg.UUID, err)
+		return fmt.Errorf("%s message %s in transaction: %w", what, msg.UUID, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil
+	if changed {
+		q.mu.Lock()
+		d.ackedInTx = true
+		q.mu.Unlock()
 	}
-	if _, err := tx.Exec(`DELETE FROM queue_payloads WHERE message_id = ?`, d.id); err != nil {
-		return fmt.Errorf("ack message %s in transaction: %w", msg.UUID, err)
-	}
-	q.mu.Lock()
-	d.ackedInTx = true
-	q.mu.Unlock()
 	return nil
+}
+
+// OldestAge is how long the oldest message of topic not yet acknowledged has waited, 0 if none.
+func (q *Queue) OldestAge(ctx context.Context, topic string) (time.Duration, error) {
+	var oldest sql.NullInt64
+	if err := q.db.Reader().QueryRowContext(ctx, `SELECT min(created_at) FROM queue_messages WHERE topic = ?`, topic).Scan(&oldest); err != nil {
+		return 0, fmt.Errorf("find oldest message on topic %q: %w", topic, err)
+	}
+	if !oldest.Valid {
+		return 0, nil
+	}
+	return max(time.Since(time.UnixMilli(oldest.Int64)), 0), nil
 }
 
 // settle waits for d's ack or nack and applies it; at Close it releases d unless the consumer

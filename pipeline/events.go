@@ -1,0 +1,89 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/opengw/gateway/internal/store"
+	"github.com/opengw/gateway/tracker"
+)
+
+// TopicEvents carries what happened to every request, for the integrations dispatcher that
+// turns it into webhooks. Each event is published in the same transaction as the status change
+// it reports, so a crash never loses or invents one. Events are published only when
+// Config.PublishEvents is set (something consumes the topic).
+const TopicEvents = "events"
+
+// Event types on TopicEvents.
+const (
+	EventRequestAccepted = "request:accepted"
+	// EventMessages reports messages that reached a terminal status in one transaction (a
+	// delivery batch, a fragment's invalid records, a cancelled fragment): one event for many
+	// messages, so a 10,000-record request is a handful of events, not 10,000.
+	EventMessages = "messages"
+)
+
+// Event is the payload of a TopicEvents message (JSON).
+type Event struct {
+	Type           string         `json:"type"`
+	ID             string         `json:"id"` // unique per event; redelivery keeps it
+	ClientID       string         `json:"client_id"`
+	RequestID      string         `json:"request_id"`
+	BatchReference string         `json:"batch_reference,omitempty"`
+	Format         string         `json:"format,omitempty"`
+	Total          int            `json:"total,omitempty"` // request:accepted: records in the request
+	At             time.Time      `json:"at"`
+	Messages       []EventMessage `json:"messages,omitempty"`
+}
+
+// EventMessage is one message's terminal outcome in an EventMessages event.
+type EventMessage struct {
+	ID                string         `json:"id"` // tracker.MessageID
+	Index             int            `json:"index"`
+	ExternalReference string         `json:"externalReference,omitempty"`
+	Status            tracker.Status `json:"messageStatus"`
+	Errors            []string       `json:"errors,omitempty"`
+}
+
+// publishEvent publishes ev on TopicEvents in tx, if events are enabled. Its message id is
+// derived from key, so a redone transaction publishes the same event id.
+func (p *Pipeline) publishEvent(tx store.Tx, key string, ev Event) error {
+	if !p.cfg.PublishEvents {
+		return nil
+	}
+	ev.ID = uuid.NewSHA1(uuid.NameSpaceOID, []byte("event/"+key)).String()
+	if ev.At.IsZero() {
+		ev.At = p.now().UTC()
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode %s event of request %s: %w", ev.Type, ev.RequestID, err)
+	}
+	msg := message.NewMessage(ev.ID, body)
+	msg.Metadata.Set(mdRequest, ev.RequestID)
+	msg.Metadata.Set(mdClient, ev.ClientID)
+	if err := tx.Publish(TopicEvents, msg); err != nil {
+		return fmt.Errorf("publish %s event of request %s: %w", ev.Type, ev.RequestID, err)
+	}
+	return nil
+}
+
+// publishOutcomes publishes an EventMessages event for rs, terminal outcomes of request
+// requestID of client clientID; refs gives external references by index (may be nil).
+func (p *Pipeline) publishOutcomes(tx store.Tx, key, clientID, requestID string, rs []tracker.Result, refs func(index int) string) error {
+	if len(rs) == 0 || !p.cfg.PublishEvents {
+		return nil
+	}
+	ev := Event{Type: EventMessages, ClientID: clientID, RequestID: requestID, Messages: make([]EventMessage, len(rs))}
+	for i, r := range rs {
+		ev.Messages[i] = EventMessage{ID: tracker.MessageID(requestID, r.Index), Index: r.Index, Status: r.Status, Errors: r.Errors}
+		if refs != nil {
+			ev.Messages[i].ExternalReference = refs(r.Index)
+		}
+	}
+	return p.publishEvent(tx, key, ev)
+}
