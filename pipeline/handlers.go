@@ -64,7 +64,12 @@ func (p *Pipeline) process(msg *message.Message) error {
 			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
 			continue
 		}
-		mapped[offset+i] = mappedRecord{sink: o.Routes[0].Sink, data: o.Routes[0].JSON(), ref: news[i].ExternalReference}
+		mr := mappedRecord{ref: news[i].ExternalReference, data: make(map[string][]byte, len(o.Routes))}
+		for _, r := range o.Routes {
+			mr.sinks = append(mr.sinks, r.Sink)
+			mr.data[r.Sink] = r.JSON()
+		}
+		mapped[offset+i] = mr
 		valid = append(valid, offset+i)
 	}
 	p.cpu.release()
@@ -99,30 +104,34 @@ func (p *Pipeline) process(msg *message.Message) error {
 		if err != nil {
 			return fmt.Errorf("claim messages of request %s: %w", requestID, err)
 		}
+		// A record routed to several sinks (routes_mode: all) goes to each; every sink's delivery
+		// is retried on its own and records its part of the outcome.
 		bySink := map[string][]int{}
 		var order []string
 		for _, idx := range claimed {
-			s := mapped[idx].sink
-			if _, seen := bySink[s]; !seen {
-				order = append(order, s)
+			for _, sink := range mapped[idx].sinks {
+				if _, seen := bySink[sink]; !seen {
+					order = append(order, sink)
+				}
+				bySink[sink] = append(bySink[sink], idx)
 			}
-			bySink[s] = append(bySink[s], idx)
 		}
 		for _, sink := range order {
 			if _, ok := p.cfg.Sinks.Get(sink); !ok {
 				reason := fmt.Sprintf("sink %q is not configured", sink) + mappingNote(format, m.Version)
-				rs := results(bySink[sink], tracker.Failed, m.Version, reason)
-				if err := trk.Finish(requestID, rs); err != nil {
-					return fmt.Errorf("fail messages of request %s: %w", requestID, err)
+				parts := make(map[int]int, len(bySink[sink]))
+				for _, idx := range bySink[sink] {
+					parts[idx] = len(mapped[idx].sinks)
 				}
-				if err := p.publishOutcomes(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, rs, refOf); err != nil {
+				if err := p.finish(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
+					results(bySink[sink], tracker.Failed, m.Version, reason), parts, refOf); err != nil {
 					return err
 				}
 				continue
 			}
 			// A deterministic id: a replayed fragment queues the same deliveries.
 			id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID+"/"+strconv.Itoa(offset)+"/"+sink)).String()
-			d := message.NewMessage(id, encodeDelivery(header, bySink[sink], mapped))
+			d := message.NewMessage(id, encodeDelivery(header, sink, bySink[sink], mapped))
 			d.Metadata.Set(mdRequest, requestID)
 			d.Metadata.Set(mdClient, clientID)
 			d.Metadata.Set(mdFormat, format)
@@ -158,9 +167,9 @@ func (p *Pipeline) fragmentRecords(ctx context.Context, msg *message.Message, re
 
 // mappedRecord is a valid record's route and mapped fields (a JSON object).
 type mappedRecord struct {
-	sink string
-	data []byte
-	ref  string // the record's external reference, "" if none
+	sinks []string          // in route order
+	data  map[string][]byte // mapped fields (a JSON object) by sink
+	ref   string            // the record's external reference, "" if none
 }
 
 // deliverTo writes deliveries to one sink and records the outcome together with the
@@ -183,14 +192,14 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		err = sink.Write(ctx, d.sinkRecords())
 		switch {
 		case err == nil:
-			return p.settle(msg, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
+			return p.settle(msg, name, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
 		case errors.Is(err, sinks.ErrPermanent):
 			return p.isolate(msg, name, sink, d, err)
 		}
 		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
 			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
-			return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
+			return p.settle(msg, name, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
 		}
 		next := p.now().Add(p.cfg.RetryBackoff(attempt))
 		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion,
@@ -211,7 +220,8 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 	}
 	reason := fmt.Sprintf("sink %s: the mapped record could not be decoded for delivery: %v", sinkName, decodeErr)
 	p.log.Error("unreadable delivery; its records end Failed", "sink", sinkName, "request_id", requestID, "records", len(indexes), "err", decodeErr)
-	return p.settle(msg, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
+	// Its parts are unknown: the record fails whatever its other sinks do (a terminal status is final).
+	return p.settle(msg, sinkName, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
 }
 
 // isolate retries a permanently failed batch record by record, so only the records the sink
@@ -219,7 +229,7 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d delivery, batchErr error) error {
 	note := mappingNote(d.Format, d.MappingVersion)
 	if len(d.Records) == 1 {
-		return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
+		return p.settle(msg, name, d, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
 	}
 	var rs []tracker.Result
 	recs := d.sinkRecords()
@@ -238,21 +248,51 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 			return fmt.Errorf("write to sink %s: %w", name, err)
 		}
 	}
-	return p.settle(msg, d, rs)
+	return p.settle(msg, name, d, rs)
 }
 
-// settle records terminal outcomes of delivery d's request (and their event) and acknowledges
-// msg in one transaction.
-func (p *Pipeline) settle(msg *message.Message, d delivery, rs []tracker.Result) error {
+// settle records the outcomes of delivery d to sink (and their event) and acknowledges msg in
+// one transaction.
+func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tracker.Result) error {
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
-		if err := tx.Tracker().Finish(d.RequestID, rs); err != nil {
-			return fmt.Errorf("record outcomes for request %s: %w", d.RequestID, err)
-		}
-		if err := p.publishOutcomes(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, rs, d.refs()); err != nil {
+		if err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs()); err != nil {
 			return err
 		}
 		return tx.Ack(msg)
 	})
+}
+
+// finish records rs, outcomes at sink of messages of request requestID, in tx and publishes the
+// terminal ones. A message routed to several sinks (parts[index] > 1) records its part and
+// reaches its terminal status only with the outcome of its last part: Complete if every sink
+// took it, Failed with each failing sink's errors otherwise.
+func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) error {
+	var final, partial []tracker.Result
+	for _, r := range rs {
+		if parts[r.Index] > 1 {
+			partial = append(partial, r)
+		} else {
+			final = append(final, r)
+		}
+	}
+	if len(partial) > 0 {
+		recorded, err := tx.Tracker().RecordParts(requestID, sink, partial)
+		if err != nil {
+			return fmt.Errorf("record outcomes at sink %s for request %s: %w", sink, requestID, err)
+		}
+		for _, r := range partial {
+			if got := recorded[r.Index]; len(got) >= parts[r.Index] {
+				final = append(final, tracker.FinishedParts(r.Index, got))
+			}
+		}
+	}
+	if len(final) == 0 {
+		return nil
+	}
+	if err := tx.Tracker().Finish(requestID, final); err != nil {
+		return fmt.Errorf("record outcomes for request %s: %w", requestID, err)
+	}
+	return p.publishOutcomes(tx, eventKey, clientID, requestID, final, refs)
 }
 
 // results gives every index the same terminal outcome.
@@ -301,6 +341,7 @@ type delivery struct {
 
 type deliveryRecord struct {
 	Index int             `json:"index"`
+	Parts int             `json:"parts,omitempty"` // sinks the record goes to, if more than one
 	Ref   string          `json:"ref,omitempty"` // external reference, for status events
 	Data  json.RawMessage `json:"data"`
 }
@@ -316,12 +357,12 @@ func deliveryHeader(requestID, clientID, format, version string) []byte {
 	return append(h[:len(h)-1], `,"records":[`...)
 }
 
-// encodeDelivery appends the records at indexes (mapped fields are already JSON) to header,
-// without re-encoding them: this runs inside the writer's transaction.
-func encodeDelivery(header []byte, indexes []int, mapped map[int]mappedRecord) []byte {
+// encodeDelivery appends the records at indexes, as mapped for sink (mapped fields are already
+// JSON), to header without re-encoding them: this runs inside the writer's transaction.
+func encodeDelivery(header []byte, sink string, indexes []int, mapped map[int]mappedRecord) []byte {
 	size := len(header) + 2
 	for _, idx := range indexes {
-		size += len(mapped[idx].data) + 32
+		size += len(mapped[idx].data[sink]) + 48
 	}
 	out := make([]byte, 0, size)
 	out = append(out, header...)
@@ -331,16 +372,31 @@ func encodeDelivery(header []byte, indexes []int, mapped map[int]mappedRecord) [
 		}
 		out = append(out, `{"index":`...)
 		out = strconv.AppendInt(out, int64(idx), 10)
+		if parts := len(mapped[idx].sinks); parts > 1 {
+			out = append(out, `,"parts":`...)
+			out = strconv.AppendInt(out, int64(parts), 10)
+		}
 		if ref := mapped[idx].ref; ref != "" {
 			quoted, _ := json.Marshal(ref) // a string always encodes
 			out = append(out, `,"ref":`...)
 			out = append(out, quoted...)
 		}
 		out = append(out, `,"data":`...)
-		out = append(out, mapped[idx].data...)
+		out = append(out, mapped[idx].data[sink]...)
 		out = append(out, '}')
 	}
 	return append(out, "]}"...)
+}
+
+// parts returns how many sinks each of d's records goes to, by index (absent: one).
+func (d delivery) parts() map[int]int {
+	out := map[int]int{}
+	for _, r := range d.Records {
+		if r.Parts > 1 {
+			out[r.Index] = r.Parts
+		}
+	}
+	return out
 }
 
 // refs returns the external reference of each of d's records by index ("" if unknown).

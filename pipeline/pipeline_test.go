@@ -5,6 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -98,16 +104,22 @@ func forEachBackend(t *testing.T, test func(t *testing.T, b backend)) {
 
 func newHarness(t testing.TB, b backend, fragmentSize int) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	set, err := mappings.Load("../examples/mappings", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sinkSet, err := sinks.Open(map[string]sinks.Config{
+	return newHarnessWith(t, b, fragmentSize, "../examples/mappings", map[string]sinks.Config{
 		"activities": {Type: "sqlite", Table: "activities", Key: "activity_id"},
 		"quotes":     {Type: "sqlite", Table: "quotes", Key: "quote_id"},
 		"payments":   {Type: "sqlite", Table: "payments", Key: "payment_uuid"},
-	}, dir)
+	})
+}
+
+// newHarnessWith is a harness with the mappings of mappingsDir and the given sinks.
+func newHarnessWith(t testing.TB, b backend, fragmentSize int, mappingsDir string, sinkConfigs map[string]sinks.Config) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	set, err := mappings.Load(mappingsDir, slices.Collect(maps.Keys(sinkConfigs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sinkSet, err := sinks.Open(sinkConfigs, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,5 +515,84 @@ func testEventsPublished(t *testing.T, b backend) {
 	}
 	if statuses["bad"] != tracker.Invalid || statuses["c0"] != tracker.Complete || statuses["c11"] != tracker.Complete {
 		t.Fatalf("statuses = %v", statuses)
+	}
+}
+
+// TestFanOut: with routes_mode all a record goes to every matching route's sink; each sink is
+// retried on its own (the one that succeeded is not written again) and the record is Complete
+// only when every sink has it, or Failed with the failing sink's error.
+func TestFanOut(t *testing.T) { forEachBackend(t, testFanOut) }
+
+func testFanOut(t *testing.T, b backend) {
+	var calls, fail atomic.Int32
+	fail.Store(2) // the API answers 503 twice, then 200
+	var permanent atomic.Bool
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		calls.Add(1)
+		switch {
+		case permanent.Load():
+			http.Error(w, "claim refused", http.StatusUnprocessableEntity)
+		case fail.Add(-1) >= 0:
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		}
+	}))
+	defer api.Close()
+	dir := t.TempDir()
+	mapping := `format: claim
+id: id
+type: {const: claim}
+routes_mode: all
+routes:
+  - name: table
+    sink: claims
+    fields: {claim_id: id, amount: amount}
+  - name: urgent
+    when: urgent == true
+    sink: api
+    fields: {claim_id: id}
+`
+	if err := os.WriteFile(filepath.Join(dir, "claim.yaml"), []byte(mapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessWith(t, b, 10, dir, map[string]sinks.Config{
+		"claims": {Type: "sqlite", Table: "claims", Key: "claim_id"},
+		"api":    {Type: "http", URL: api.URL, MaxAttempts: 1},
+	})
+	h.run(t)
+	env := Envelope{Format: "claim", Records: [][]byte{
+		[]byte(`{"id":"u1","amount":5,"urgent":true}`),
+		[]byte(`{"id":"n1","amount":7,"urgent":false}`),
+	}}
+	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := h.waitDone(t, r.RequestID)
+	if v.Summary.Complete != 2 {
+		t.Fatalf("summary = %+v, want both Complete", v.Summary)
+	}
+	if got := rows(t, h, "claims"); got != 2 {
+		t.Fatalf("claims rows = %d, want 2", got)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("the API was called %d times, want 3 (two 503s, then the urgent claim)", n)
+	}
+
+	// A permanent refusal by one sink fails the record with that sink's error; the other sink
+	// still has it.
+	permanent.Store(true)
+	r, err = h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: Envelope{Format: "claim",
+		Records: [][]byte{[]byte(`{"id":"u2","amount":9,"urgent":true}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = h.waitDone(t, r.RequestID)
+	if v.Summary.Failed != 1 || len(v.Messages) != 1 || len(v.Messages[0].Errors) != 1 ||
+		!strings.Contains(v.Messages[0].Errors[0], "sink api") || !strings.Contains(v.Messages[0].Errors[0], "claim refused") {
+		t.Fatalf("after a refusal: %+v %+v", v.Summary, v.Messages)
+	}
+	if got := rows(t, h, "claims"); got != 3 {
+		t.Fatalf("claims rows = %d, want 3", got)
 	}
 }

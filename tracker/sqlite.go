@@ -73,6 +73,17 @@ CREATE TABLE IF NOT EXISTS tracker_messages (
 	mapping_version    TEXT,
 	PRIMARY KEY (request_seq, idx)
 ) WITHOUT ROWID;
+-- Outcomes of the parts (sinks) of messages routed to several sinks, until all have one.
+CREATE TABLE IF NOT EXISTS tracker_parts (
+	request_seq INTEGER NOT NULL,
+	idx         INTEGER NOT NULL,
+	part        TEXT    NOT NULL,
+	status      INTEGER NOT NULL,
+	errors      TEXT,
+	mapping_version TEXT,
+	recorded    INTEGER NOT NULL, -- order of recording
+	PRIMARY KEY (request_seq, idx, part)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tracker_messages_status ON tracker_messages (request_seq, status, type);
 CREATE INDEX IF NOT EXISTS tracker_messages_external_reference ON tracker_messages (external_reference)
 	WHERE external_reference IS NOT NULL;
@@ -949,4 +960,59 @@ func appendJSONStringOrNull(buf []byte, s string) []byte {
 		i += size
 	}
 	return append(buf, '"')
+}
+
+// RecordPartsTx records part outcomes inside the caller's db.Write transaction; see
+// Writer.RecordParts.
+func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Result) (map[int][]Result, error) {
+	req, err := lookupRequest(tx, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: record part %s of request %s: %w", part, requestID, err)
+	}
+	now := s.now().UnixNano()
+	out := make(map[int][]Result, len(results))
+	for _, r := range results {
+		if !r.Status.Terminal() {
+			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: status %q is not terminal", part, r.Index, requestID, r.Status)
+		}
+		var errs any
+		if len(r.Errors) > 0 {
+			b, err := json.Marshal(r.Errors)
+			if err != nil {
+				return nil, fmt.Errorf("tracker: record part %s: encode errors: %w", part, err)
+			}
+			errs = string(b)
+		}
+		if _, err := tx.Exec(`INSERT INTO tracker_parts (request_seq, idx, part, status, errors, mapping_version, recorded)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			req.seq, r.Index, part, r.Status.code(), errs, nullString(r.MappingVersion), now); err != nil {
+			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: %w", part, r.Index, requestID, err)
+		}
+		rows, err := tx.Query(`SELECT status, errors, mapping_version FROM tracker_parts
+			WHERE request_seq = ? AND idx = ? ORDER BY recorded, part`, req.seq, r.Index)
+		if err != nil {
+			return nil, fmt.Errorf("tracker: read parts of message %d of request %s: %w", r.Index, requestID, err)
+		}
+		for rows.Next() {
+			var (
+				code    int
+				errJSON sql.NullString
+				version sql.NullString
+			)
+			if err := rows.Scan(&code, &errJSON, &version); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("tracker: read parts of message %d of request %s: %w", r.Index, requestID, err)
+			}
+			p := Result{Index: r.Index, Status: Statuses[code], MappingVersion: version.String}
+			if errJSON.Valid {
+				_ = json.Unmarshal([]byte(errJSON.String), &p.Errors) // written above as a JSON array
+			}
+			out[r.Index] = append(out[r.Index], p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("tracker: read parts of message %d of request %s: %w", r.Index, requestID, err)
+		}
+	}
+	return out, nil
 }

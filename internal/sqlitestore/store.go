@@ -189,3 +189,6 @@ func (w trackerTx) Claim(requestID string, indexes []int) ([]int, error) {
 func (w trackerTx) Finish(requestID string, results []tracker.Result) error {
 	return w.t.FinishTx(w.tx, requestID, results)
 }
+func (w trackerTx) RecordParts(requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
+	return w.t.RecordPartsTx(w.tx, requestID, part, results)
+}
