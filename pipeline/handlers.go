@@ -42,6 +42,8 @@ func (p *Pipeline) process(msg *message.Message) error {
 	if s := msg.Metadata.Get(mdIndexes); s != "" {
 		indexes, err := parseIndexes(s)
 		if err != nil {
+			// Nothing names the records reliably: fail the whole fragment rather than none.
+			msg.Metadata.Set(mdIndexes, "")
 			return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("unreadable replay message: %v", err))
 		}
 		for _, i := range indexes {
@@ -307,13 +309,19 @@ func results(indexes []int, status tracker.Status, version, reason string) []tra
 	return out
 }
 
-// failAll ends records [offset, offset+n) Failed, recording them first if needed.
+// failAll ends Failed every record msg schedules — the replayed ones it names, else records
+// [offset, offset+n) — recording them first if needed.
 func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int, reason string) error {
-	news := make([]tracker.NewMessage, n)
-	indexes := make([]int, n)
-	for i := range n {
-		news[i] = tracker.NewMessage{Index: offset + i}
-		indexes[i] = offset + i
+	indexes, err := parseIndexes(msg.Metadata.Get(mdIndexes))
+	if err != nil {
+		indexes = make([]int, n)
+		for i := range n {
+			indexes[i] = offset + i
+		}
+	}
+	news := make([]tracker.NewMessage, len(indexes))
+	for i, idx := range indexes {
+		news[i] = tracker.NewMessage{Index: idx}
 	}
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {

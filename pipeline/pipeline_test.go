@@ -77,6 +77,8 @@ type harness struct {
 	dir   string
 	// running is set once run has started the router.
 	running bool
+	// mappings is the current mapping set (swap it to simulate a hot reload).
+	mappings atomic.Pointer[mappings.Set]
 }
 
 // backend opens a store.Store for a test; every pipeline test runs on each.
@@ -124,12 +126,14 @@ func newHarnessWith(t testing.TB, b backend, fragmentSize int, mappingsDir strin
 		t.Fatal(err)
 	}
 	st := b.open(t, dir, QueueTopics(sinkSet.Names()))
-	p, err := New(Config{Store: st, Mappings: func() *mappings.Set { return set }, Sinks: sinkSet, FragmentSize: fragmentSize,
+	h := &harness{store: st, sinks: sinkSet, dir: dir}
+	h.mappings.Store(set)
+	p, err := New(Config{Store: st, Mappings: h.mappings.Load, Sinks: sinkSet, FragmentSize: fragmentSize,
 		RetryBackoff: func(int) time.Duration { return 10 * time.Millisecond }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{p: p, store: st, sinks: sinkSet, dir: dir}
+	h.p = p
 	t.Cleanup(func() {
 		if h.running {
 			p.Close() // a router that never ran would wait its whole CloseTimeout
@@ -594,5 +598,74 @@ routes:
 	}
 	if got := rows(t, h, "claims"); got != 3 {
 		t.Fatalf("claims rows = %d, want 3", got)
+	}
+}
+
+// TestReplayAfterMappingFix: records that failed validation are replayed after the mapping is
+// fixed and end Complete, their earlier errors still visible; replaying again is harmless.
+func TestReplayAfterMappingFix(t *testing.T) { forEachBackend(t, testReplayAfterMappingFix) }
+
+func testReplayAfterMappingFix(t *testing.T, b backend) {
+	dir := t.TempDir()
+	write := func(limit string) {
+		m := `format: claim
+id: id
+type: {const: claim}
+validate:
+  - rule: amount < ` + limit + `
+    message: amount too large
+routes:
+  - sink: claims
+    fields: {claim_id: id, amount: amount}
+`
+		if err := os.WriteFile(filepath.Join(dir, "claim.yaml"), []byte(m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("10")
+	h := newHarnessWith(t, b, 2, dir, map[string]sinks.Config{"claims": {Type: "sqlite", Table: "claims", Key: "claim_id"}})
+	h.run(t)
+	env := Envelope{Format: "claim", Records: [][]byte{[]byte(`{"id":"a","amount":5}`), []byte(`{"id":"b","amount":50}`),
+		[]byte(`{"id":"c","amount":7}`), []byte(`{"id":"d","amount":70}`), []byte(`{"id":"e","amount":80}`)}}
+	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := h.waitDone(t, r.RequestID); v.Summary.Invalid != 3 || v.Summary.Complete != 2 {
+		t.Fatalf("before the fix: %+v", v.Summary)
+	}
+	// Another client cannot replay c's messages.
+	if n, _, err := h.p.Replay(context.Background(), "intruder", tracker.Filter{RequestIDs: []string{r.RequestID}}); err != nil || n != 0 {
+		t.Fatalf("replay by another client: %d, %v", n, err)
+	}
+
+	write("100")
+	fixed, err := mappings.Load(dir, []string{"claims"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mappings.Store(fixed)
+	n, skipped, err := h.p.Replay(context.Background(), "c", tracker.Filter{RequestIDs: []string{r.RequestID}})
+	if err != nil || n != 3 || skipped != 0 {
+		t.Fatalf("replay: %d replayed, %d skipped, %v", n, skipped, err)
+	}
+	v := h.waitDone(t, r.RequestID)
+	if v.Summary.Complete != 5 {
+		t.Fatalf("after the fix: %+v", v.Summary)
+	}
+	for _, m := range v.Messages {
+		replayed := m.ExternalReference == "b" || m.ExternalReference == "d" || m.ExternalReference == "e"
+		if replayed && (len(m.Errors) != 1 || !strings.Contains(m.Errors[0], "amount too large")) {
+			t.Fatalf("%s lost its earlier error: %q", m.ExternalReference, m.Errors)
+		}
+	}
+	if got := rows(t, h, "claims"); got != 5 {
+		t.Fatalf("claims rows = %d, want 5", got)
+	}
+	if n, _, err := h.p.Replay(context.Background(), "c", tracker.Filter{RequestIDs: []string{r.RequestID}}); err != nil || n != 0 {
+		t.Fatalf("second replay: %d, %v; want nothing to replay", n, err)
+	}
+	if _, _, err := h.p.Replay(context.Background(), "c", tracker.Filter{Statuses: []tracker.Status{tracker.Complete}}); !errors.Is(err, tracker.ErrInvalidFilter) {
+		t.Fatalf("replaying Complete messages: %v, want ErrInvalidFilter", err)
 	}
 }

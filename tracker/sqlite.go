@@ -300,11 +300,14 @@ const (
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`
 	claimedSQL = `SELECT idx FROM tracker_messages
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1 ORDER BY idx`
+	// A replayed message keeps the errors of its earlier attempts: new ones are appended.
+	finishErrors            = `errors = CASE WHEN errors IS NULL THEN ?6 WHEN ?6 IS NULL THEN errors
+		ELSE (SELECT json_group_array(value) FROM (SELECT value FROM json_each(errors) UNION ALL SELECT value FROM json_each(?6))) END`
 	finishFromProcessingSQL = `UPDATE tracker_messages
-		SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`
 	finishFromQueuedSQL = `UPDATE tracker_messages
-		SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`
 )
 
@@ -1015,4 +1018,48 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 		}
 	}
 	return out, nil
+}
+
+// ReplayTx moves the messages of request requestID at indexes that are Failed or Invalid back
+// to Queued, keeping their errors (later outcomes append to them), and forgets their part
+// outcomes; see Writer.Replay.
+func (s *SQLite) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
+	req, err := lookupRequest(tx, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+	}
+	var replayed []int
+	var d delta
+	for _, r := range toRanges(slices.Sorted(slices.Values(indexes))) {
+		rows, err := tx.Query(`SELECT idx, status FROM tracker_messages
+			WHERE request_seq = ? AND idx BETWEEN ? AND ? AND status IN (?, ?)`, req.seq, r[0], r[1], codeFailed, codeInvalid)
+		if err != nil {
+			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
+		}
+		for rows.Next() {
+			var idx, code int
+			if err := rows.Scan(&idx, &code); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+			}
+			replayed = append(replayed, idx)
+			d.byStatus[code]--
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+		}
+		if _, err := tx.Exec(`UPDATE tracker_messages SET status = ?, processed_at = NULL
+			WHERE request_seq = ? AND idx BETWEEN ? AND ? AND status IN (?, ?)`,
+			codeQueued, req.seq, r[0], r[1], codeFailed, codeInvalid); err != nil {
+			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
+		}
+		if _, err := tx.Exec(`DELETE FROM tracker_parts WHERE request_seq = ? AND idx BETWEEN ? AND ?`, req.seq, r[0], r[1]); err != nil {
+			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
+		}
+	}
+	if err := applyDelta(tx, req.seq, d); err != nil {
+		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+	}
+	return replayed, nil
 }

@@ -267,6 +267,11 @@ type Writer interface {
 	// parts recorded so far, this one included, in the order they were recorded. Recording a
 	// part again keeps its first outcome, so a redelivery never counts twice.
 	RecordParts(requestID, part string, results []Result) (map[int][]Result, error)
+	// Replay moves the messages at indexes that are Failed or Invalid back to Queued (other
+	// messages are left alone) and returns the indexes it moved, ascending. Their errors stay
+	// visible: the outcome of the next attempt appends its errors to them. Their part outcomes
+	// are forgotten.
+	Replay(requestID string, indexes []int) ([]int, error)
 }
 
 // Store answers the Tracking API. It is safe for concurrent use.

@@ -123,3 +123,21 @@ func (s *Store) Records(ctx context.Context, requestID string, offset int) ([]by
 	}
 	return records, true, nil
 }
+
+// RecordOffsets lists the kept fragments of a request through the read pool.
+func (s *Store) RecordOffsets(ctx context.Context, requestID string) ([]int, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT offset FROM intake_records WHERE request_id = ? ORDER BY offset`, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("list kept records of request %s: %w", requestID, err)
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var off int
+		if err := rows.Scan(&off); err != nil {
+			return nil, fmt.Errorf("list kept records of request %s: %w", requestID, err)
+		}
+		out = append(out, off)
+	}
+	return out, rows.Err()
+}

@@ -189,6 +189,9 @@ func (w trackerTx) Claim(requestID string, indexes []int) ([]int, error) {
 func (w trackerTx) Finish(requestID string, results []tracker.Result) error {
 	return w.t.FinishTx(w.tx, requestID, results)
 }
+func (w trackerTx) Replay(requestID string, indexes []int) ([]int, error) {
+	return w.t.ReplayTx(w.tx, requestID, indexes)
+}
 func (w trackerTx) RecordParts(requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
 	return w.t.RecordPartsTx(w.tx, requestID, part, results)
 }

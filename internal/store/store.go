@@ -42,6 +42,9 @@ type Store interface {
 	// Records returns the raw records kept (Tx.KeepRecords) for the fragment of request
 	// requestID starting at record offset; found is false once purged or if never kept.
 	Records(ctx context.Context, requestID string, offset int) (records []byte, found bool, err error)
+	// RecordOffsets lists, ascending, the offsets of the fragments of request requestID whose
+	// records are kept.
+	RecordOffsets(ctx context.Context, requestID string) ([]int, error)
 	// Purge deletes at most limit rows of each kind: kept records of requests received before
 	// recordsBefore and tracked requests (with their messages) received before trackingBefore.
 	// A zero time skips that kind. It returns how many rows it deleted, so a caller purges in
