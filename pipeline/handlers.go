@@ -350,7 +350,7 @@ type delivery struct {
 type deliveryRecord struct {
 	Index int             `json:"index"`
 	Parts int             `json:"parts,omitempty"` // sinks the record goes to, if more than one
-	Ref   string          `json:"ref,omitempty"` // external reference, for status events
+	Ref   string          `json:"ref,omitempty"`   // external reference, for status events
 	Data  json.RawMessage `json:"data"`
 }
 

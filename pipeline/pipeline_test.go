@@ -10,17 +10,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sync/atomic"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/internal/store"
-	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/sinks"
@@ -330,7 +330,9 @@ func testBacklogRefusesIntake(t *testing.T, b backend) {
 
 // TestUnreadableDeliveryEndsFailed: a delivery whose payload cannot be decoded ends its records
 // Failed with the reason instead of being dropped (which would leave them Processing for ever).
-func TestUnreadableDeliveryEndsFailed(t *testing.T) { forEachBackend(t, testUnreadableDeliveryEndsFailed) }
+func TestUnreadableDeliveryEndsFailed(t *testing.T) {
+	forEachBackend(t, testUnreadableDeliveryEndsFailed)
+}
 
 func testUnreadableDeliveryEndsFailed(t *testing.T, b backend) {
 	h := newHarness(t, b, 10)
@@ -667,5 +669,49 @@ routes:
 	}
 	if _, _, err := h.p.Replay(context.Background(), "c", tracker.Filter{Statuses: []tracker.Status{tracker.Complete}}); !errors.Is(err, tracker.ErrInvalidFilter) {
 		t.Fatalf("replaying Complete messages: %v, want ErrInvalidFilter", err)
+	}
+}
+
+// TestRetention: raw records and tracked requests older than their retention are purged; newer
+// ones are kept.
+func TestRetention(t *testing.T) { forEachBackend(t, testRetention) }
+
+func testRetention(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
+	h.run(t)
+	base := time.Now().Add(-3 * time.Hour)
+	var clock atomic.Int64
+	clock.Store(base.UnixNano())
+	h.p.cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	old, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: calls(25)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDone(t, old.RequestID)
+	clock.Store(base.Add(2 * time.Hour).UnixNano())
+	recent, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: calls(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDone(t, recent.RequestID)
+
+	h.p.cfg.RetainRecords, h.p.cfg.RetainTracking = time.Hour, 90*time.Minute
+	n, err := h.p.purgeExpired(context.Background())
+	if err != nil || n < 25+3 { // 25 messages, their request, 3 kept fragments
+		t.Fatalf("purged %d rows, %v", n, err)
+	}
+	ctx := context.Background()
+	if offs, err := h.store.RecordOffsets(ctx, old.RequestID); err != nil || len(offs) != 0 {
+		t.Fatalf("old records still kept: %v %v", offs, err)
+	}
+	if offs, err := h.store.RecordOffsets(ctx, recent.RequestID); err != nil || len(offs) != 1 {
+		t.Fatalf("recent records: %v %v", offs, err)
+	}
+	page, err := h.store.Tracker().Find(ctx, "c", tracker.Filter{RequestIDs: []string{old.RequestID, recent.RequestID}})
+	if err != nil || len(page.Requests) != 1 || page.Requests[0].ID != recent.RequestID || len(page.Requests[0].Messages) != 5 {
+		t.Fatalf("after purge: %+v, %v; want only the recent request", page, err)
+	}
+	if n, err := h.p.purgeExpired(ctx); err != nil || n != 0 {
+		t.Fatalf("second purge: %d, %v", n, err)
 	}
 }

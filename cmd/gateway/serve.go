@@ -65,7 +65,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		MaxBacklog: max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		RetainRecords: cfg.Retention.Payloads, RetainTracking: cfg.Retention.Tracking,
 	})
 	if err != nil {
 		return err

@@ -23,16 +23,18 @@ var Scopes = []string{"push", "events", "tracking", "integrations"}
 
 // Config is the whole gateway configuration.
 type Config struct {
-	Server   Server                  `yaml:"server"`
-	DataDir  string                  `yaml:"data_dir"` // where SQLite files live; --data overrides; default ./data
+	Server  Server `yaml:"server"`
+	DataDir string `yaml:"data_dir"` // where SQLite files live; --data overrides; default ./data
 	// Database selects the storage backend: empty for embedded SQLite in DataDir (one node), or
 	// a postgres:// URL shared by several nodes. --database overrides.
-	Database string `yaml:"database"`
-	Mappings string                  `yaml:"mappings"` // folder of mapping files, relative to the config file
-	Pipeline Pipeline                `yaml:"pipeline"`
-	Auth     Auth                    `yaml:"auth"`
-	Sinks    map[string]sinks.Config `yaml:"sinks"`
-	Clients  []Client                `yaml:"clients"`
+	Database string   `yaml:"database"`
+	Mappings string   `yaml:"mappings"` // folder of mapping files, relative to the config file
+	Pipeline Pipeline `yaml:"pipeline"`
+	// Retention bounds how long data is kept; older data is purged in small batches.
+	Retention Retention               `yaml:"retention"`
+	Auth      Auth                    `yaml:"auth"`
+	Sinks     map[string]sinks.Config `yaml:"sinks"`
+	Clients   []Client                `yaml:"clients"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -52,6 +54,14 @@ type Pipeline struct {
 	// MaxBacklog: queued fragments beyond which intake answers 503 with Retry-After; default
 	// 100000, -1 for no limit.
 	MaxBacklog int `yaml:"max_backlog"`
+}
+
+// Retention bounds how long the gateway keeps what it accepted.
+type Retention struct {
+	// Payloads: raw records, kept for processing and replay; default 168h (7 days).
+	Payloads time.Duration `yaml:"payloads"`
+	// Tracking: tracked requests and their messages; default 2160h (90 days).
+	Tracking time.Duration `yaml:"tracking"`
 }
 
 // Auth configures issued tokens.
@@ -153,6 +163,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Mappings == "" {
 		c.Mappings = "mappings"
+	}
+	if c.Retention.Payloads == 0 {
+		c.Retention.Payloads = 7 * 24 * time.Hour
+	}
+	if c.Retention.Tracking == 0 {
+		c.Retention.Tracking = 90 * 24 * time.Hour
 	}
 	if c.Pipeline.FragmentSize == 0 {
 		c.Pipeline.FragmentSize = 1000

@@ -60,6 +60,11 @@ func purgeTracking(tx *sql.Tx, before time.Time, limit int) (int, error) {
 		return 0, fmt.Errorf("purge tracked messages: %w", err)
 	}
 	n := rowsAffected(res)
+	res, err = tx.Exec(`DELETE FROM tracker_parts WHERE request_seq IN (`+oldest+`)`, before.UnixNano(), purgeRequestsPerBatch)
+	if err != nil {
+		return 0, fmt.Errorf("purge part outcomes: %w", err)
+	}
+	n += rowsAffected(res)
 	res, err = tx.Exec(`DELETE FROM tracker_requests WHERE seq IN (`+oldest+`)
 		AND NOT EXISTS (SELECT 1 FROM tracker_messages WHERE request_seq = tracker_requests.seq)`,
 		before.UnixNano(), purgeRequestsPerBatch)
