@@ -47,8 +47,8 @@ func TestProblemsCarryLines(t *testing.T) {
 		want       []string
 	}{
 		{"unknown keys are all reported", "server:\n  adr: x\nclients:\n  - id: a\n    scope: [push]\n", []string{
-			":2: unknown key \"adr\" (allowed: addr)",
-			":5: unknown key \"scope\" (allowed: formats, hubs, id, name, scopes, secret, secret_bcrypt, tenants, tokens)",
+			":2: unknown key \"adr\" (allowed: addr, ",
+			":5: unknown key \"scope\" (allowed: formats, hubs, id, name, rate_limit, scopes, ",
 		}},
 		{"unset env", "server:\n  addr: ${NOPE}\n", []string{":2: environment variable NOPE is not set"}},
 		{"bad scope", "clients:\n  - id: a\n    scopes: [push, admin]\n", []string{`:2: client "a": unknown scope "admin"`}},
