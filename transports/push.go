@@ -106,4 +106,3 @@ func quoteOrMissing(s string) string {
 	}
 	return `"` + s + `"`
 }
-
