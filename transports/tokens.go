@@ -151,7 +151,7 @@ func LoadOrCreateKey(dataDir, configured string) ([]byte, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory for the token key: %w", err)
 	}
 	random := make([]byte, 32)
