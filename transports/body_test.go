@@ -259,3 +259,24 @@ func TestBodyOverLimit(t *testing.T) {
 		t.Errorf("declared 1 GiB: %d", resp.StatusCode)
 	}
 }
+
+// TestStalledBodyIsCut: a body that stops arriving is cut when the server's read timeout
+// passes, with a 408 that names the setting, and its buffer is released.
+func TestStalledBodyIsCut(t *testing.T) {
+	e := newEventsEnv(t)
+	ts := httptest.NewUnstartedServer(e.h)
+	ts.Config.ReadTimeout = 300 * time.Millisecond
+	ts.Start()
+	t.Cleanup(ts.Close)
+	conn := slowRequest(t, &httpEnv{eventsEnv: e, ts: ts}, 100)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(raw), "server.read_timeout") {
+		t.Errorf("stalled body: %d %s", resp.StatusCode, raw)
+	}
+	waitFor(t, "the buffer to be released", func() bool { return e.srv.BufferedBodyBytes() == 0 })
+}
