@@ -86,7 +86,11 @@ func (s *Server) authenticate(r *http.Request) (p Principal, ok bool, err error)
 		return Principal{}, false, err
 	}
 	if p, ok = s.Auth.Authenticate(r); !ok {
-		s.Throttle.failed(r)
+		// Only credentials that were tried and refused count: many HTTP clients send a first
+		// request without any, to be told by the 401 which scheme to use.
+		if r.Header.Get("Authorization") != "" {
+			s.Throttle.failed(r)
+		}
 		return Principal{}, false, nil
 	}
 	if err := s.Throttle.request(p.ClientID); err != nil {

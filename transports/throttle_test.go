@@ -119,6 +119,19 @@ func TestClientRecordRateLimit(t *testing.T) {
 func TestFailedAuthenticationsThrottledPerAddress(t *testing.T) {
 	e, clock := throttledEnv(t, nil, 1, 3)
 	push := `{"format":"activity","payload":[{"id":"a","type":"call"}]}`
+	// Requests without credentials (a client waiting to be told the scheme) do not count.
+	for range 5 {
+		r := httptest.NewRequest(http.MethodPost, "/push", strings.NewReader(push))
+		r.RemoteAddr = "127.0.0.1:1"
+		if w := e.do(r); w.Code != http.StatusUnauthorized {
+			t.Fatalf("without credentials: %d", w.Code)
+		}
+		r = tokenRequest(url.Values{"grant_type": {"client_credentials"}}, "", "")
+		r.RemoteAddr = "127.0.0.1:1"
+		if w := e.do(r); w.Code != http.StatusUnauthorized {
+			t.Fatalf("token without credentials: %d", w.Code)
+		}
+	}
 	for i := range 3 {
 		if status, _, _ := e.post(t, "/push", strings.NewReader(push), "Authorization", "Bearer wrong-"+strconv.Itoa(i)); status != http.StatusUnauthorized {
 			t.Fatalf("failure %d: %d, want 401", i+1, status)

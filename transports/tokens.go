@@ -286,7 +286,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	client, status, code, msg := s.tokenClient(r, form)
 	if code != "" {
-		if code == "invalid_client" {
+		if code == "invalid_client" && (r.Header.Get("Authorization") != "" || form.Has("client_id") || form.Has("client_secret")) {
 			s.Throttle.failed(r)
 		}
 		tokenError(w, status, code, "%s", msg)
