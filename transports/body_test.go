@@ -233,8 +233,9 @@ func TestContentEncoding(t *testing.T) {
 	}
 }
 
-// TestRawRequestOverLimit: a body over 10 MiB without Content-Length (chunked) is cut at the
-// limit with 413; the declared length of a bigger body is refused before reading.
+// TestBodyOverLimit: a body over 10 MiB without Content-Length (chunked) is cut at the limit
+// with 413; the declared length of a bigger body is refused before reading; exactly 10 MiB
+// passes.
 func TestBodyOverLimit(t *testing.T) {
 	e := newHTTPEnv(t)
 	big := strings.Repeat("x", MaxBodyBytes+1)
@@ -242,6 +243,14 @@ func TestBodyOverLimit(t *testing.T) {
 	status, _, out := e.post(t, "/push", io.MultiReader(strings.NewReader(big)))
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(message(out), "over the limit of 10485760 bytes") {
 		t.Errorf("chunked: %d %v", status, out)
+	}
+	// Exactly 10 MiB is within the limit, declared or chunked.
+	envelope := `{"format":"activity","payload":[{"id":"a","type":"call"}]}`
+	exact := envelope + strings.Repeat(" ", MaxBodyBytes-len(envelope))
+	for _, body := range []io.Reader{strings.NewReader(exact), io.MultiReader(strings.NewReader(exact))} {
+		if status, _, out := e.post(t, "/push", body); status != http.StatusAccepted {
+			t.Errorf("exactly 10 MiB: %d %v", status, out)
+		}
 	}
 	conn, err := net.Dial("tcp", e.ts.Listener.Addr().String())
 	if err != nil {
