@@ -79,8 +79,9 @@ func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate checks r's credentials under the throttles. An address whose failed
 // authentications spent its bucket is refused (a 429 *requestError) before its credentials are
-// looked at; a failure is counted against the address; a valid caller over its rate limit is
-// refused (429) too. ok is false, with a nil error, for missing or bad credentials.
+// looked at; credentials presented and refused count against the address; a valid caller over
+// its rate limit is refused (429) too. ok is false, with a nil error, for missing or bad
+// credentials.
 func (s *Server) authenticate(r *http.Request) (p Principal, ok bool, err error) {
 	if err := s.Throttle.checkAddr(r); err != nil {
 		return Principal{}, false, err
