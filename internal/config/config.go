@@ -261,12 +261,15 @@ func (c *Config) validate() []problem {
 	if c.Pipeline.DeliveryAttempts < 0 {
 		add(1, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
 	}
-	for name, d := range map[string]time.Duration{
-		"read_header_timeout": c.Server.ReadHeaderTimeout, "read_timeout": c.Server.ReadTimeout,
-		"write_timeout": c.Server.WriteTimeout, "idle_timeout": c.Server.IdleTimeout,
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"read_header_timeout", c.Server.ReadHeaderTimeout}, {"read_timeout", c.Server.ReadTimeout},
+		{"write_timeout", c.Server.WriteTimeout}, {"idle_timeout", c.Server.IdleTimeout},
 	} {
-		if d < 0 {
-			add(1, "server.%s %s must not be negative", name, d)
+		if t.d < 0 {
+			add(1, "server.%s %s must not be negative", t.name, t.d)
 		}
 	}
 	if c.Server.MaxHeaderBytes < 0 {
