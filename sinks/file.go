@@ -31,10 +31,13 @@ type FileSink struct {
 	closed atomic.Bool // set under lock
 }
 
-// OpenFileSink opens (creating if needed, mode 0644) the NDJSON file at path for the sink called
+// OpenFileSink opens (creating if needed, mode 0600: it holds partners' data) the NDJSON file at path for the sink called
 // name. The directory must exist.
 func OpenFileSink(name, path string) (*FileSink, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err == nil {
+		err = f.Chmod(0o600) // a file created by an earlier version was 0644
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: %w", name, err)
 	}

@@ -134,7 +134,7 @@ func Open(cfgs map[string]Config, dataDir string, opts ...OpenOption) (*Registry
 
 func (r *Registry) open(name string, cfg Config, path string, dbs map[string]*sqlitedb.DB, pgs map[string]*sql.DB) (Sink, error) {
 	if path != "" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("sink %q: %w", name, err)
 		}
 	}

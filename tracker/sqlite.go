@@ -301,7 +301,7 @@ const (
 	claimedSQL = `SELECT idx FROM tracker_messages
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1 ORDER BY idx`
 	// A replayed message keeps the errors of its earlier attempts: new ones are appended.
-	finishErrors            = `errors = CASE WHEN errors IS NULL THEN ?6 WHEN ?6 IS NULL THEN errors
+	finishErrors = `errors = CASE WHEN errors IS NULL THEN ?6 WHEN ?6 IS NULL THEN errors
 		ELSE (SELECT json_group_array(value) FROM (SELECT value FROM json_each(errors) UNION ALL SELECT value FROM json_each(?6))) END`
 	finishFromProcessingSQL = `UPDATE tracker_messages
 		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7

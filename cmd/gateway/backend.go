@@ -41,8 +41,8 @@ func openBackend(cfg *config.Config, log *slog.Logger) (*backend, error) {
 }
 
 func openSQLite(cfg *config.Config, log *slog.Logger, topics map[string]store.TopicConfig) (*backend, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data folder: %w", err)
+	if err := prepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	unlock, err := lockDataDir(cfg.DataDir)
 	if err != nil {

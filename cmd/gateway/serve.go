@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -77,7 +76,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return err
 	}
 	issuer := &transports.TokenIssuer{Key: key, Issuer: cfg.Auth.JWT.Issuer, Audience: cfg.Auth.JWT.Audience, TTL: cfg.Auth.JWT.TTL}
-	auth := transports.NewAuthenticator(clientsOf(cfg))
+	clients := clientsOf(cfg)
+	auth := transports.NewAuthenticator(clients)
 	auth.VerifyJWT = issuer.Verify
 	srv := &transports.Server{
 		Auth:     auth,
@@ -85,21 +85,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Intake:   pl,
 		Mappings: current.Load,
 		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
+		Limits:   transports.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxInflightBytes: cfg.Limits.MaxInflightBytes},
+		Throttle: transports.NewThrottle(clients, cfg.Limits.AuthFailuresPerSecond, cfg.Limits.AuthFailureBurst),
 		Log:      log,
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv, err := newHTTPServer(cfg, srv.Handler(), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	pipelineDone := make(chan error, 1)
 	go func() { pipelineDone <- pl.Run(runCtx) }()
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- httpSrv.Serve(ln) }()
-	log.Info("gateway listening", "addr", "http://"+ln.Addr().String(), "data", cfg.DataDir,
+	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
+	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "data", cfg.DataDir,
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.
@@ -166,6 +172,7 @@ func clientsOf(cfg *config.Config) []transports.Client {
 		out[i] = transports.Client{
 			ID: c.ID, Name: c.Name, Secret: c.Secret, SecretBcrypt: c.SecretBcrypt, Tokens: c.Tokens,
 			Scopes: c.Scopes, Formats: c.Formats, Tenants: c.Tenants, Hubs: c.Hubs,
+			RateLimit: transports.RateLimit(c.RateLimit),
 		}
 	}
 	return out

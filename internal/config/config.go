@@ -30,6 +30,7 @@ type Config struct {
 	Database string   `yaml:"database"`
 	Mappings string   `yaml:"mappings"` // folder of mapping files, relative to the config file
 	Pipeline Pipeline `yaml:"pipeline"`
+	Limits   Limits   `yaml:"limits"`
 	// Retention bounds how long data is kept; older data is purged in small batches.
 	Retention Retention               `yaml:"retention"`
 	Auth      Auth                    `yaml:"auth"`
@@ -40,9 +41,42 @@ type Config struct {
 	File string `yaml:"-"`
 }
 
-// Server configures the HTTP listener.
+// Server configures the HTTP listener. The timeout defaults let a 10 MiB push through at about
+// 35 kB/s while cutting connections that stall or idle.
 type Server struct {
-	Addr string `yaml:"addr"` // default 127.0.0.1:8080; --addr overrides
+	Addr              string        `yaml:"addr"`                // default 127.0.0.1:8080; --addr overrides
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // for the request line and headers; default 10s
+	ReadTimeout       time.Duration `yaml:"read_timeout"`        // for the whole request, body included; default 5m
+	WriteTimeout      time.Duration `yaml:"write_timeout"`       // from the end of the headers to the end of the answer; default 6m
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // a kept-alive connection waiting for its next request; default 2m
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // request line and headers; default 64 KiB
+	TLS               TLS           `yaml:"tls"`
+}
+
+// TLS turns on HTTPS (with HTTP/2) when both files are set. Relative paths are resolved against
+// the config file's folder. The files are re-read when they change, so certificates rotate
+// without a restart.
+type TLS struct {
+	CertFile string `yaml:"cert_file"` // PEM certificate chain
+	KeyFile  string `yaml:"key_file"`  // PEM private key
+}
+
+// Limits bound what requests may cost the gateway.
+type Limits struct {
+	MaxDepth         int   `yaml:"max_depth"`          // JSON nesting anywhere in a body; default 64
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"` // request bodies buffered at once, all requests together; default 256 MiB
+	// Failed authentications allowed per remote address: a bucket of auth_failure_burst refilled
+	// at auth_failures_per_second; an empty bucket answers 429. Defaults 1/s and 20; -1 turns
+	// the throttle off.
+	AuthFailuresPerSecond float64 `yaml:"auth_failures_per_second"`
+	AuthFailureBurst      int     `yaml:"auth_failure_burst"`
+}
+
+// RateLimit is a client's allowance; an absent or zero rate means no limit.
+type RateLimit struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"` // authenticated requests, every endpoint
+	Burst             int     `yaml:"burst"`               // requests above the rate for a moment; default the rate (at least 1)
+	RecordsPerSecond  float64 `yaml:"records_per_second"`  // records pushed or sent; a burst of max(rate, 10,000) so any valid push fits
 }
 
 // Pipeline tunes record processing.
@@ -79,15 +113,16 @@ type JWT struct {
 
 // Client is a partner account.
 type Client struct {
-	ID           string   `yaml:"id"` // the feedId
-	Name         string   `yaml:"name"`
-	Secret       string   `yaml:"secret"`        // plain Basic secret
-	SecretBcrypt string   `yaml:"secret_bcrypt"` // or its bcrypt hash
-	Tokens       []string `yaml:"tokens"`        // static Bearer tokens
-	Formats      []string `yaml:"formats"`
-	Tenants      []string `yaml:"tenants"` // "country/tenant" pairs the client may send events for
-	Scopes       []string `yaml:"scopes"`
-	Hubs         []string `yaml:"hubs"` // integration hubs the client owns
+	ID           string    `yaml:"id"` // the feedId
+	Name         string    `yaml:"name"`
+	Secret       string    `yaml:"secret"`        // plain Basic secret
+	SecretBcrypt string    `yaml:"secret_bcrypt"` // or its bcrypt hash
+	Tokens       []string  `yaml:"tokens"`        // static Bearer tokens
+	Formats      []string  `yaml:"formats"`
+	Tenants      []string  `yaml:"tenants"` // "country/tenant" pairs the client may send events for
+	Scopes       []string  `yaml:"scopes"`
+	Hubs         []string  `yaml:"hubs"` // integration hubs the client owns
+	RateLimit    RateLimit `yaml:"rate_limit"`
 
 	line int
 }
@@ -144,6 +179,21 @@ func (c *Config) MappingsDir() string {
 	return filepath.Join(filepath.Dir(c.File), c.Mappings)
 }
 
+// TLSFiles returns the certificate and key files, resolved against the config file's folder;
+// both are empty when TLS is off.
+func (c *Config) TLSFiles() (certFile, keyFile string) {
+	if c.Server.TLS.CertFile == "" {
+		return "", ""
+	}
+	resolve := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(filepath.Dir(c.File), p)
+	}
+	return resolve(c.Server.TLS.CertFile), resolve(c.Server.TLS.KeyFile)
+}
+
 // SinkNames lists the configured sinks, sorted.
 func (c *Config) SinkNames() []string {
 	names := make([]string, 0, len(c.Sinks))
@@ -158,6 +208,15 @@ func (c *Config) applyDefaults() {
 	if c.Server.Addr == "" {
 		c.Server.Addr = "127.0.0.1:8080"
 	}
+	setDefault(&c.Server.ReadHeaderTimeout, 10*time.Second)
+	setDefault(&c.Server.ReadTimeout, 5*time.Minute)
+	setDefault(&c.Server.WriteTimeout, 6*time.Minute)
+	setDefault(&c.Server.IdleTimeout, 2*time.Minute)
+	setDefault(&c.Server.MaxHeaderBytes, 64<<10)
+	setDefault(&c.Limits.MaxDepth, 64)
+	setDefault(&c.Limits.MaxInflightBytes, 256<<20)
+	setDefault(&c.Limits.AuthFailuresPerSecond, 1)
+	setDefault(&c.Limits.AuthFailureBurst, 20)
 	if c.DataDir == "" {
 		c.DataDir = "./data"
 	}
@@ -193,6 +252,14 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Auth.JWT.Audience == "" {
 		c.Auth.JWT.Audience = "gateway"
+	}
+}
+
+// setDefault sets *v to def when it is zero.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 
@@ -241,6 +308,38 @@ func (c *Config) validate() []problem {
 	if c.Pipeline.DeliveryAttempts < 0 {
 		addAt([]string{"pipeline", "delivery_attempts"}, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
 	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"read_header_timeout", c.Server.ReadHeaderTimeout}, {"read_timeout", c.Server.ReadTimeout},
+		{"write_timeout", c.Server.WriteTimeout}, {"idle_timeout", c.Server.IdleTimeout},
+	} {
+		if t.d < 0 {
+			add(1, "server.%s %s must not be negative", t.name, t.d)
+		}
+	}
+	if c.Server.MaxHeaderBytes < 0 {
+		add(1, "server.max_header_bytes %d must not be negative", c.Server.MaxHeaderBytes)
+	}
+	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
+		add(1, "server.tls: give both cert_file and key_file, or neither (cert_file %q, key_file %q)", c.Server.TLS.CertFile, c.Server.TLS.KeyFile)
+	}
+	// The envelope itself nests three deep; encoding/json, which some sinks use, stops at 10,000.
+	if d := c.Limits.MaxDepth; d != 0 && (d < 3 || d > 10000) {
+		add(1, "limits.max_depth %d is outside 3..10000", d)
+	}
+	if c.Limits.MaxInflightBytes < 0 {
+		add(1, "limits.max_inflight_bytes %d must not be negative", c.Limits.MaxInflightBytes)
+	} else if n := c.Limits.MaxInflightBytes; n != 0 && n < 10<<20 {
+		add(1, "limits.max_inflight_bytes %d is below one 10 MiB push (%d)", n, 10<<20)
+	}
+	if r := c.Limits.AuthFailuresPerSecond; r < 0 && r != -1 {
+		add(1, "limits.auth_failures_per_second %v must be positive, or -1 for no throttle", r)
+	}
+	if c.Limits.AuthFailureBurst < 0 {
+		add(1, "limits.auth_failure_burst %d must not be negative", c.Limits.AuthFailureBurst)
+	}
 	for _, name := range c.SinkNames() {
 		for _, err := range unjoin(c.Sinks[name].Validate(name)) {
 			addAt([]string{"sinks", name, sinkKey(err.Error(), name)}, "%v", err)
@@ -272,6 +371,14 @@ func (c *Config) validate() []problem {
 				add(cl.line, "client %q: a static token is also given to client %q", cl.ID, owner)
 			}
 			tokens[t] = cl.ID
+		}
+		rl := cl.RateLimit
+		switch {
+		case rl.RequestsPerSecond < 0 || rl.RecordsPerSecond < 0 || rl.Burst < 0:
+			add(cl.line, "client %q: rate_limit values must not be negative (requests_per_second %v, burst %d, records_per_second %v)",
+				cl.ID, rl.RequestsPerSecond, rl.Burst, rl.RecordsPerSecond)
+		case rl.Burst > 0 && rl.RequestsPerSecond == 0:
+			add(cl.line, "client %q: rate_limit.burst %d needs requests_per_second", cl.ID, rl.Burst)
 		}
 		for _, t := range cl.Tenants {
 			if parts := strings.Split(t, "/"); len(parts) != 2 || parts[0] == "" || parts[1] == "" {

@@ -50,7 +50,7 @@ func TestProblemsCarryLines(t *testing.T) {
 			`:2:3: server: unknown key "adr" (did you mean "addr"?)`,
 			`:5:5: clients[0]: unknown key "scope" (did you mean "scopes"?)`,
 		}},
-		{"a far-off key lists the allowed ones", "server:\n  listen: x\n", []string{`:2:3: server: unknown key "listen" (allowed: addr)`}},
+		{"a far-off key lists the allowed ones", "server:\n  listen: x\n", []string{`:2:3: server: unknown key "listen" (allowed: addr, idle_timeout, max_header_bytes, `}},
 		{"duplicate keys", "server:\n  addr: a\n  addr: b\nsinks:\n  s: {type: file}\n  s: {type: file}\n", []string{
 			`:3:3: server: key "addr" appears twice`,
 			`:6:3: sinks: key "s" appears twice`,
