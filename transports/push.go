@@ -1,7 +1,6 @@
 package transports
 
 import (
-	"errors"
 	"mime"
 	"net/http"
 	"strings"
@@ -61,21 +60,11 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 	receipt, err := s.Intake.Accept(r.Context(), pipeline.Submission{
 		ClientID: p.ClientID, ClientName: p.ClientName, Endpoint: "push", Envelope: env, IdempotencyKey: key, Body: body,
 	})
-	switch {
-	case errors.Is(err, pipeline.ErrIdempotencyConflict):
-		writeProblem(w, http.StatusUnprocessableEntity, "%v", err)
-		return
-	case errors.Is(err, pipeline.ErrIdempotencyInFlight):
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, http.StatusConflict, "%v (Idempotency-Key %q); retry shortly", err, key)
-		return
-	case errors.Is(err, pipeline.ErrBacklog):
-		w.Header().Set("Retry-After", retryAfterBacklog)
-		writeProblem(w, http.StatusServiceUnavailable, "%v", err)
-		return
-	case err != nil:
-		s.Log.Error("accept push", "client", p.ClientID, "format", env.Format, "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "the request could not be queued; retry later")
+	if err != nil {
+		if notQueued(err) != err {
+			s.Log.Error("accept push", "client", p.ClientID, "format", env.Format, "err", err)
+		}
+		writeError(w, notQueued(err))
 		return
 	}
 	if receipt.Replayed {
