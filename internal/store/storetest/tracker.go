@@ -105,7 +105,7 @@ func testLifecycle(t *testing.T, b Backend) {
 	h.clock.Add(time.Minute)
 	finishAt := h.clock.Now()
 	done := append(results(tracker.Complete, 0, 1, 2, 3, 5, 6, 7), tracker.Result{Index: 4, Status: tracker.Failed, Errors: []string{"sink down", "retry later"}, MappingVersion: "v1"})
-	done = append(done, results(tracker.Complete, 9)...)             // already Invalid: stays Invalid
+	done = append(done, results(tracker.Complete, 9)...)                  // already Invalid: stays Invalid
 	done = append(done, tracker.Result{Index: 0, Status: tracker.Failed}) // a second result for 0: the first wins
 	for range 2 {
 		h.finish(reqA, done)
