@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -160,13 +161,16 @@ func testIdempotencyInFlight(t *testing.T, b Backend) {
 		t.Fatalf("first transaction ended early: %v", err)
 	}
 	// use runs what intake does with key k for client c: replay a remembered receipt, or
-	// remember a new one.
+	// remember a new one. Its context ends after a minute, so that a backend that waits for
+	// the first transaction where it claims to detect it fails instead of hanging.
 	use := func(c, endpoint string) (store.Idempotent, bool, error) {
 		var (
 			rec    store.Idempotent
 			replay bool
 		)
-		err := h.s.Update(h.ctx, func(tx store.Tx) error {
+		ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
+		defer cancel()
+		err := h.s.Update(ctx, func(tx store.Tx) error {
 			var err error
 			if rec, replay, err = tx.Idempotency(c, endpoint, "k", since); err != nil || replay {
 				return err
