@@ -25,6 +25,13 @@ func (ts trackerStore) Find(ctx context.Context, clientID string, f tracker.Filt
 		return tracker.Page{}, fmt.Errorf("tracker: search: %w", err)
 	}
 	defer tx.Rollback()
+	// pgx's database/sql driver prepares and caches statements per connection, and after five
+	// runs of one PostgreSQL may settle on a generic plan, made without the parameters'
+	// values: for a page of a big request's messages in a status that plan reads the whole
+	// request through the primary key. Plan with the values, as TestQueryPlans pins.
+	if _, err := tx.ExecContext(ctx, `SET LOCAL plan_cache_mode = force_custom_plan`); err != nil {
+		return tracker.Page{}, fmt.Errorf("tracker: search: %w", err)
+	}
 
 	var page tracker.Page
 	count := requestsQuery(f, clientID, "count(*)")
