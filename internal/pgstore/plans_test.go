@@ -201,4 +201,3 @@ func TestQueryPlans(t *testing.T) {
 		}
 	}
 }
-
