@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opengw/gateway/internal/pgtest"
 	"github.com/opengw/gateway/tracker"
 )
 
@@ -93,7 +92,6 @@ func TestQueryPlans(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a 1,000,000-message fixture (about 15 s)")
 	}
-	_ = pgtest.Server() // the fixture needs PostgreSQL: openStore skips without it
 	s, db := planFixture(t)
 	ctx := context.Background()
 	// Find plans its queries with their parameters' values (plan_cache_mode), as EXPLAIN does.
