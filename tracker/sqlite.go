@@ -611,11 +611,18 @@ func (f *Filter) where(clientID string) (string, []any) {
 	case len(f.ExternalReferences) > 0:
 		b.WriteString("+r.client_id = ?")
 		args = append(args, clientID)
+	case len(f.BatchReferences) > 0:
+		// A subquery, as for external references: otherwise the planner prefers the
+		// (client_id, received_at) index, which saves the sort but reads every request.
+		b.WriteString("+r.client_id = ? AND r.seq IN (SELECT q.seq FROM tracker_requests q WHERE q.client_id = ? AND q.batch_reference IN (" +
+			marks(len(f.BatchReferences)) + "))")
+		args = append(args, clientID, clientID)
+		args = appendStrings(args, f.BatchReferences)
 	default:
 		b.WriteString("r.client_id = ?")
 		args = append(args, clientID)
 	}
-	if len(f.BatchReferences) > 0 {
+	if len(f.BatchReferences) > 0 && (len(f.RequestIDs) > 0 || len(f.ExternalReferences) > 0) {
 		b.WriteString(" AND r.batch_reference IN (" + marks(len(f.BatchReferences)) + ")")
 		args = appendStrings(args, f.BatchReferences)
 	}

@@ -34,8 +34,9 @@
 // # Storage
 //
 // SQLite implements the projection on the gateway's SQLite database (tables prefixed
-// tracker_); all of its SQL lives in sqlite.go so that a PostgreSQL implementation can follow
-// the same types.
+// tracker_); all of its SQL lives in sqlite.go. internal/pgstore implements Writer and Store
+// on PostgreSQL with the same semantics; both pass the shared suite in
+// internal/store/storetest.
 package tracker
 
 import (
