@@ -24,7 +24,7 @@ import (
 // queue is internal/pgqueue; the suite must also run with it (the lead wires it).
 type testQueue struct{ db *sql.DB }
 
-func newTestQueue(t *testing.T, db *sql.DB) *testQueue {
+func newTestQueue(t testing.TB, db *sql.DB) *testQueue {
 	t.Helper()
 	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS test_queue (
 		topic text NOT NULL, uuid text NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
@@ -77,7 +77,7 @@ func withDelivery(ctx context.Context, tx *sql.Tx) context.Context {
 	return context.WithValue(ctx, deliveryKey{}, tx)
 }
 
-func openStore(t *testing.T, now func() time.Time) (*Store, *sql.DB) {
+func openStore(t testing.TB, now func() time.Time) (*Store, *sql.DB) {
 	t.Helper()
 	db, _ := pgtest.Open(t)
 	s, err := New(context.Background(), db, newTestQueue(t, db))

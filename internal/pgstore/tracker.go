@@ -265,37 +265,42 @@ func (w writer) Finish(requestID string, results []tracker.Result) error {
 			return err
 		}
 		now := w.t.s.now()
-		// o is the row before the update (the statement's snapshot), so each row reports the
-		// status it leaves; only Queued and Processing rows change.
-		rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH u AS (
-				SELECT * FROM unnest($2::integer[], $3::smallint[], $4::text[], $5::text[]) AS u(idx, status, errors, version)),
-			done AS (
-				UPDATE tracker_messages m SET status = u.status, processed_at = $6,
-					errors = NULLIF(u.errors, ''), mapping_version = NULLIF(u.version, '')
-				FROM u, tracker_messages o
-				WHERE m.request_seq = $1 AND m.idx = u.idx AND m.status IN (0, 1)
-					AND o.request_seq = m.request_seq AND o.idx = m.idx
-				RETURNING o.status AS old, m.status AS new)
-			SELECT old, new, count(*) FROM done GROUP BY old, new`,
-			req.seq, idx, codes, errs, version, now)
-		if err != nil {
-			return fmt.Errorf("finish messages: %w", err)
-		}
+		// From Processing first (the usual case), then from Queued for what is left. The
+		// redundant "m.idx = ANY($2)" gives the planner an index condition on the primary key
+		// whatever its statistics say (on a young table it would otherwise scan it).
 		var d delta
-		for rows.Next() {
-			var (
-				from, to int16
-				n        int64
-			)
-			if err := rows.Scan(&from, &to, &n); err != nil {
-				rows.Close()
+		for _, from := range []int16{codeProcessing, codeQueued} {
+			rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH done AS (
+					UPDATE tracker_messages m SET status = u.status, processed_at = $7,
+						errors = NULLIF(u.errors, ''), mapping_version = NULLIF(u.version, '')
+					FROM unnest($2::integer[], $3::smallint[], $4::text[], $5::text[]) AS u(idx, status, errors, version)
+					WHERE m.request_seq = $1 AND m.idx = ANY($2::integer[]) AND m.idx = u.idx AND m.status = $6
+					RETURNING m.status)
+				SELECT status, count(*) FROM done GROUP BY status`,
+				req.seq, idx, codes, errs, version, from, now)
+			if err != nil {
+				return fmt.Errorf("finish messages: %w", err)
+			}
+			var moved int64
+			for rows.Next() {
+				var (
+					to int16
+					n  int64
+				)
+				if err := rows.Scan(&to, &n); err != nil {
+					rows.Close()
+					return fmt.Errorf("read finished messages: %w", err)
+				}
+				d.byStatus[from] -= n // the Queued slot is unused: Queued is implied
+				d.byStatus[to] += n
+				moved += n
+			}
+			if err := rows.Err(); err != nil {
 				return fmt.Errorf("read finished messages: %w", err)
 			}
-			d.byStatus[from] -= n // the Queued slot is unused: Queued is implied
-			d.byStatus[to] += n
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read finished messages: %w", err)
+			if from == codeProcessing && moved == int64(len(idx)) {
+				break
+			}
 		}
 		d.byStatus[codeQueued] = 0
 		if d.byStatus != [6]int64{} {
