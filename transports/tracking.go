@@ -45,7 +45,7 @@ import (
 //     payload shorter than the size is a request's last page; the summary counts every
 //     message.
 //   - batchReference (the envelope's request_id) matches exactly, like id.
-//   - The response is written request by request as it is encoded, never whole in memory.
+//   - The response is encoded request by request as it is written, never into one buffer.
 //   - sorts: several are applied in order; order defaults to desc for the dates and asc for
 //     batchReference; ties are broken by request id; a request without the value (nothing
 //     processed yet, no batch reference) sorts last in either direction.
