@@ -516,7 +516,7 @@ func (s *SQLite) Cancel(ctx context.Context, clientID, requestID string) (found 
 // Find runs search f over the requests of client clientID (never any other client's).
 // See Filter for its semantics. It reads one consistent snapshot.
 func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, error) {
-	if err := f.check(); err != nil {
+	if err := f.Validate(); err != nil {
 		return Page{}, err
 	}
 	where, args := f.where(clientID)
@@ -599,52 +599,18 @@ func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, err
 	return page, nil
 }
 
-// summarize turns a request's counters into its summary. Messages not yet recorded are queued,
-// or cancelled if the request is.
+// summarize turns a request's counters (indexed by status code) into its summary.
 func summarize(total, rows int, n [6]int, cancelled bool) Summary {
-	total = max(total, rows)
-	pending := total - rows
-	s := Summary{
-		Total:      total,
-		Processing: n[codeProcessing],
-		Complete:   n[codeComplete],
-		Failed:     n[codeFailed],
-		Invalid:    n[codeInvalid],
-		Cancelled:  n[codeCancelled],
-	}
-	s.Queued = rows - s.Processing - s.Complete - s.Failed - s.Invalid - s.Cancelled
-	if cancelled {
-		s.Cancelled += pending
-	} else {
-		s.Queued += pending
-	}
-	return s
-}
-
-func (f *Filter) check() error {
-	for _, st := range f.Statuses {
-		if !st.Valid() {
-			return fmt.Errorf("%w: unknown status %q", ErrInvalidFilter, st)
-		}
-	}
-	for _, so := range f.Sorts {
-		switch so.By {
-		case SortReceivedDate, SortProcessedDate, SortBatchReference:
-		default:
-			return fmt.Errorf("%w: unknown sort key %q", ErrInvalidFilter, so.By)
-		}
-	}
-	if f.Page < 0 || f.PageSize < 0 {
-		return fmt.Errorf("%w: negative page %d or page size %d", ErrInvalidFilter, f.Page, f.PageSize)
-	}
-	return nil
+	return SummaryOf(total, Summary{Total: rows, Processing: n[codeProcessing], Complete: n[codeComplete],
+		Failed: n[codeFailed], Invalid: n[codeInvalid], Cancelled: n[codeCancelled]}, cancelled)
 }
 
 // where is the SQL condition (over tracker_requests r) selecting f's requests of clientID.
 //
 // Plans: the leading term decides which index drives the search. With request ids it is the
 // unique id index, with external references the union of the two reference indexes (rowid
-// lookups), otherwise (client_id, received_at). "+r.client_id" keeps the planner, which has no
+// lookups), with batch references (client_id, batch_reference), otherwise (client_id,
+// received_at). "+r.client_id" keeps the planner, which has no
 // statistics, from preferring the client index over the more selective ones.
 func (f *Filter) where(clientID string) (string, []any) {
 	var (
@@ -659,9 +625,20 @@ func (f *Filter) where(clientID string) (string, []any) {
 	case len(f.ExternalReferences) > 0:
 		b.WriteString("+r.client_id = ?")
 		args = append(args, clientID)
+	case len(f.BatchReferences) > 0:
+		// A subquery, as for external references: otherwise the planner prefers the
+		// (client_id, received_at) index, which saves the sort but reads every request.
+		b.WriteString("+r.client_id = ? AND r.seq IN (SELECT q.seq FROM tracker_requests q WHERE q.client_id = ? AND q.batch_reference IN (" +
+			marks(len(f.BatchReferences)) + "))")
+		args = append(args, clientID, clientID)
+		args = appendStrings(args, f.BatchReferences)
 	default:
 		b.WriteString("r.client_id = ?")
 		args = append(args, clientID)
+	}
+	if len(f.BatchReferences) > 0 && (len(f.RequestIDs) > 0 || len(f.ExternalReferences) > 0) {
+		b.WriteString(" AND r.batch_reference IN (" + marks(len(f.BatchReferences)) + ")")
+		args = appendStrings(args, f.BatchReferences)
 	}
 	if !f.ReceivedFrom.IsZero() {
 		b.WriteString(" AND r.received_at >= ?")
@@ -792,12 +769,21 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 		}
 		namespaces[seq] = ns
 	}
-	const chunk = 500
+	// Without message paging, the messages of up to 500 requests come in one query; with it,
+	// each request's page is its own query (LIMIT and OFFSET apply per request).
+	chunk := 500
+	if f.MessagePageSize > 0 {
+		chunk = 1
+	}
 	load := func(seqs []int64, byReference bool) error {
 		for len(seqs) > 0 {
 			part := seqs[:min(chunk, len(seqs))]
 			seqs = seqs[len(part):]
 			query, args := f.messagesQuery(part, byReference)
+			if f.MessagePageSize > 0 {
+				query += " LIMIT ? OFFSET ?"
+				args = append(args, f.MessagePageSize, f.MessageOffset())
+			}
 			rows, err := tx.QueryContext(ctx, query, args...)
 			if err != nil {
 				return fmt.Errorf("tracker: list messages: %w", err)
