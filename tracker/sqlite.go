@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS tracker_parts (
 	status      INTEGER NOT NULL,
 	errors      TEXT,
 	mapping_version TEXT,
-	recorded    INTEGER NOT NULL, -- order of recording
+	recorded    INTEGER NOT NULL, -- 1, 2, ...: the order the message's parts were recorded in
 	PRIMARY KEY (request_seq, idx, part)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tracker_messages_status ON tracker_messages (request_seq, status, type);
@@ -958,7 +958,6 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 	if err != nil {
 		return nil, fmt.Errorf("tracker: record part %s of request %s: %w", part, requestID, err)
 	}
-	now := s.now().UnixNano()
 	out := make(map[int][]Result, len(results))
 	for _, r := range results {
 		if !r.Status.Terminal() {
@@ -973,8 +972,9 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 			errs = string(b)
 		}
 		if _, err := tx.Exec(`INSERT INTO tracker_parts (request_seq, idx, part, status, errors, mapping_version, recorded)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			req.seq, r.Index, part, r.Status.code(), errs, nullString(r.MappingVersion), now); err != nil {
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT count(*) + 1 FROM tracker_parts WHERE request_seq = ?1 AND idx = ?2))
+			ON CONFLICT DO NOTHING`,
+			req.seq, r.Index, part, r.Status.code(), errs, nullString(r.MappingVersion)); err != nil {
 			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: %w", part, r.Index, requestID, err)
 		}
 		rows, err := tx.Query(`SELECT status, errors, mapping_version FROM tracker_parts

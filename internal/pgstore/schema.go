@@ -67,6 +67,24 @@ CREATE TABLE IF NOT EXISTS tracker_messages (
 CREATE INDEX IF NOT EXISTS tracker_messages_status ON tracker_messages (request_seq, status, lower(type));
 CREATE INDEX IF NOT EXISTS tracker_messages_external_reference ON tracker_messages (external_reference)
 	WHERE external_reference IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tracker_parts (
+	request_seq     bigint NOT NULL,
+	idx             integer NOT NULL,
+	part            text COLLATE "C" NOT NULL,
+	status          smallint NOT NULL,
+	errors          text,
+	mapping_version text,
+	recorded        bigint GENERATED ALWAYS AS IDENTITY,
+	PRIMARY KEY (request_seq, idx, part)
+);
+CREATE TABLE IF NOT EXISTS intake_records (
+	request_id  text COLLATE "C" NOT NULL,
+	"offset"    integer NOT NULL,
+	received_at timestamptz NOT NULL,
+	records     bytea NOT NULL,
+	PRIMARY KEY (request_id, "offset")
+);
+CREATE INDEX IF NOT EXISTS intake_records_received ON intake_records (received_at);
 CREATE TABLE IF NOT EXISTS intake_idempotency (
 	client_id  text COLLATE "C" NOT NULL,
 	endpoint   text COLLATE "C" NOT NULL,

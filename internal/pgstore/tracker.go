@@ -272,7 +272,9 @@ func (w writer) Finish(requestID string, results []tracker.Result) error {
 		for _, from := range []int16{codeProcessing, codeQueued} {
 			rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH done AS (
 					UPDATE tracker_messages m SET status = u.status, processed_at = $7,
-						errors = NULLIF(u.errors, ''), mapping_version = NULLIF(u.version, '')
+						errors = CASE WHEN m.errors IS NULL OR u.errors = '' THEN coalesce(NULLIF(u.errors, ''), m.errors)
+							ELSE (m.errors::jsonb || u.errors::jsonb)::text END, -- a replayed message keeps earlier errors
+						mapping_version = NULLIF(u.version, '')
 					FROM unnest($2::integer[], $3::smallint[], $4::text[], $5::text[]) AS u(idx, status, errors, version)
 					WHERE m.request_seq = $1 AND m.idx = ANY($2::integer[]) AND m.idx = u.idx AND m.status = $6
 					RETURNING m.status)

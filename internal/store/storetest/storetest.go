@@ -42,6 +42,7 @@ type Backend struct {
 func Run(t *testing.T, b Backend) {
 	t.Run("Tracker", func(t *testing.T) { RunTracker(t, b) })
 	t.Run("Intake", func(t *testing.T) { RunIntake(t, b) })
+	t.Run("Outcomes", func(t *testing.T) { RunOutcomes(t, b) })
 }
 
 // clock is a settable clock handed to Backend.Open.
