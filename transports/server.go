@@ -54,6 +54,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/tracking/cancel", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.Tracking.Cancel(w, r, p.ClientID)
 	})})
+	mux.Handle("/tracking/replay", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
+		s.Tracking.Replay(w, r, p.ClientID)
+	})})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})

@@ -63,9 +63,11 @@ type TrackingStore interface {
 // TrackingAPI serves POST /tracking and POST /tracking/cancel for authenticated callers.
 // Its zero value is usable: with no Store there are no requests to find or cancel.
 type TrackingAPI struct {
-	Store TrackingStore    // nil: no requests
-	Now   func() time.Time // the clock for "today"; nil means time.Now
-	Log   *slog.Logger     // nil means slog.Default()
+	Store TrackingStore // nil: no requests
+	// Replayer serves POST /tracking/replay; nil answers 404.
+	Replayer Replayer
+	Now      func() time.Time // the clock for "today"; nil means time.Now
+	Log      *slog.Logger     // nil means slog.Default()
 }
 
 const (

@@ -26,33 +26,48 @@ type backend struct {
 	close func()
 }
 
+// backendUse says who opens the backend.
+type backendUse int
+
+const (
+	// forServe: the gateway itself; on SQLite it locks the data folder (the only process) and
+	// takes back the leases of messages a crash left claimed.
+	forServe backendUse = iota
+	// forTool: a command (replay) working beside a running gateway: no lock, no lease release,
+	// no consuming.
+	forTool
+)
+
 // openBackend opens what cfg.Database names: empty means embedded SQLite in cfg.DataDir (one
 // process, which locks the folder); a postgres:// URL means PostgreSQL shared by several nodes.
-func openBackend(cfg *config.Config, log *slog.Logger) (*backend, error) {
+func openBackend(cfg *config.Config, log *slog.Logger, use backendUse) (*backend, error) {
 	topics := pipeline.QueueTopics(cfg.SinkNames())
 	switch {
 	case cfg.Database == "":
-		return openSQLite(cfg, log, topics)
+		return openSQLite(cfg, log, topics, use)
 	case strings.HasPrefix(cfg.Database, "postgres://"), strings.HasPrefix(cfg.Database, "postgresql://"):
-		return openPostgres(cfg, log, topics)
+		return openPostgres(cfg, log, topics, use)
 	default:
 		return nil, fmt.Errorf("%s: database %q: want empty (embedded SQLite) or a postgres:// URL", cfg.File, redactURL(cfg.Database))
 	}
 }
 
-func openSQLite(cfg *config.Config, log *slog.Logger, topics map[string]store.TopicConfig) (*backend, error) {
+func openSQLite(cfg *config.Config, log *slog.Logger, topics map[string]store.TopicConfig, use backendUse) (*backend, error) {
 	if err := prepareDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	unlock, err := lockDataDir(cfg.DataDir)
-	if err != nil {
-		return nil, err
+	unlock := func() {}
+	if use == forServe {
+		var err error
+		if unlock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
 	st, err := sqlitestore.Open(sqlitestore.Config{
 		Path:                 filepath.Join(cfg.DataDir, "gateway.db"),
 		Logger:               watermill.NewSlogLogger(log),
 		Topics:               topics,
-		ReleaseLeasesOnStart: true, // safe: the data folder lock makes this the only process
+		ReleaseLeasesOnStart: use == forServe, // safe: the data folder lock makes this the only process
 	})
 	if err != nil {
 		unlock()
@@ -91,6 +106,6 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-func openPostgres(cfg *config.Config, log *slog.Logger, topics map[string]store.TopicConfig) (*backend, error) {
+func openPostgres(cfg *config.Config, log *slog.Logger, topics map[string]store.TopicConfig, use backendUse) (*backend, error) {
 	return nil, fmt.Errorf("%s: database %s: PostgreSQL backend not wired yet", cfg.File, redactURL(cfg.Database))
 }

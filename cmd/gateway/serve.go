@@ -46,7 +46,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if *database != "" {
 		cfg.Database = *database
 	}
-	be, err := openBackend(cfg, log)
+	be, err := openBackend(cfg, log, forServe)
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Tokens:   issuer,
 		Intake:   pl,
 		Mappings: current.Load,
-		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
+		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Replayer: pl, Log: log},
 		Limits:   transports.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxInflightBytes: cfg.Limits.MaxInflightBytes},
 		Throttle: transports.NewThrottle(clients, cfg.Limits.AuthFailuresPerSecond, cfg.Limits.AuthFailureBurst),
 		Log:      log,
