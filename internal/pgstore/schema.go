@@ -112,7 +112,7 @@ func createSchema(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
 		return fmt.Errorf("pgstore: create schema: take the schema lock: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
+	if _, err := tx.ExecContext(ctx, schema+secretsSchema); err != nil {
 		return fmt.Errorf("pgstore: create schema: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -329,3 +329,20 @@ func currentDatabase(t *testing.T, db *sql.DB) string {
 	}
 	return name
 }
+
+// TestSharedSecret: every node reads the secret the first one generated.
+func TestSharedSecret(t *testing.T) {
+	a, db := openStore(t, time.Now)
+	b, err := New(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.SharedSecret(context.Background(), "jwt", 32)
+	if err != nil || len(first) != 32 {
+		t.Fatalf("first: %x %v", first, err)
+	}
+	second, err := b.SharedSecret(context.Background(), "jwt", 32)
+	if err != nil || string(second) != string(first) {
+		t.Fatalf("second node got %x, want the first node's %x (%v)", second, first, err)
+	}
+}
