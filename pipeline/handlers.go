@@ -50,7 +50,9 @@ func (p *Pipeline) process(msg *message.Message) error {
 	header := deliveryHeader(requestID, clientID, format, m.Version)
 	refOf := func(index int) string { return news[index-offset].ExternalReference }
 
-	return p.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	var done []tracker.Result // the terminal outcomes the transaction records
+	err := p.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		done = done[:0]
 		trk := tx.Tracker()
 		cancelled, err := trk.AddMessages(requestID, news)
 		if err != nil {
@@ -61,7 +63,8 @@ func (p *Pipeline) process(msg *message.Message) error {
 			for i := range all {
 				all[i] = offset + i
 			}
-			if err := p.publishOutcomes(tx, msg.UUID+"/cancelled", clientID, requestID, results(all, tracker.Cancelled, "", ""), refOf); err != nil {
+			done = results(all, tracker.Cancelled, "", "")
+			if err := p.publishOutcomes(tx, msg.UUID+"/cancelled", clientID, requestID, done, refOf); err != nil {
 				return err
 			}
 			return tx.Ack(msg)
@@ -73,6 +76,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 			if err := p.publishOutcomes(tx, msg.UUID+"/invalid", clientID, requestID, invalid, refOf); err != nil {
 				return err
 			}
+			done = append(done, invalid...)
 		}
 		claimed, err := trk.Claim(requestID, valid)
 		if err != nil {
@@ -97,6 +101,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 				if err := p.publishOutcomes(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, rs, refOf); err != nil {
 					return err
 				}
+				done = append(done, rs...)
 				continue
 			}
 			// A deterministic id: a replayed fragment queues the same deliveries.
@@ -112,6 +117,10 @@ func (p *Pipeline) process(msg *message.Message) error {
 		}
 		return tx.Ack(msg)
 	})
+	if err == nil {
+		p.finished(ctx, clientID, format, requestID, done)
+	}
+	return err
 }
 
 // mappedRecord is a valid record's route and mapped fields (a JSON object).
@@ -139,21 +148,34 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		ctx, cancel := context.WithTimeout(msg.Context(), p.cfg.DeliveryTimeout)
 		defer cancel()
 		err = sink.Write(ctx, d.sinkRecords())
+		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		switch {
 		case err == nil:
+			if attempt > 1 {
+				p.log.Info("delivery succeeded after retrying", "sink", name, "request_id", d.RequestID, "records", len(d.Records), "attempt", attempt)
+			}
 			return p.settle(msg, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
 		case errors.Is(err, sinks.ErrPermanent):
 			return p.isolate(msg, name, sink, d, err)
 		}
-		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
 			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
+			p.log.Warn("delivery failed for the last time; its records end Failed", "sink", name, "request_id", d.RequestID,
+				"records", len(d.Records), "attempt", attempt, "of", p.cfg.DeliveryAttempts, "err", err)
 			return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
 		}
 		next := p.now().Add(p.cfg.RetryBackoff(attempt))
-		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion,
+		p.log.Warn("delivery failed; will retry", "sink", name, "request_id", d.RequestID, "records", len(d.Records),
 			"attempt", attempt, "of", p.cfg.DeliveryAttempts, "next_attempt", next.UTC().Format(time.RFC3339), "err", err)
-		return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error { return tx.Retry(msg, next) })
+		// Tracking shows the last error while the records wait for their next attempt.
+		lastError := fmt.Sprintf("sink %s: attempt %d of %d failed, next at %s: %v", name, attempt, p.cfg.DeliveryAttempts,
+			next.UTC().Format(time.RFC3339), err) + mappingNote(d.Format, d.MappingVersion)
+		return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+			if err := tx.Tracker().Retrying(d.RequestID, d.indexes(), lastError); err != nil {
+				return fmt.Errorf("note retry of request %s: %w", d.RequestID, err)
+			}
+			return tx.Retry(msg, next)
+		})
 	}
 }
 
@@ -169,7 +191,7 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 	}
 	reason := fmt.Sprintf("sink %s: the mapped record could not be decoded for delivery: %v", sinkName, decodeErr)
 	p.log.Error("unreadable delivery; its records end Failed", "sink", sinkName, "request_id", requestID, "records", len(indexes), "err", decodeErr)
-	return p.settle(msg, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
+	return p.settle(msg, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient), Format: msg.Metadata.Get(mdFormat)}, results(indexes, tracker.Failed, "", reason))
 }
 
 // isolate retries a permanently failed batch record by record, so only the records the sink
@@ -202,7 +224,7 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 // settle records terminal outcomes of delivery d's request (and their event) and acknowledges
 // msg in one transaction.
 func (p *Pipeline) settle(msg *message.Message, d delivery, rs []tracker.Result) error {
-	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+	err := p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
 		if err := tx.Tracker().Finish(d.RequestID, rs); err != nil {
 			return fmt.Errorf("record outcomes for request %s: %w", d.RequestID, err)
 		}
@@ -211,6 +233,10 @@ func (p *Pipeline) settle(msg *message.Message, d delivery, rs []tracker.Result)
 		}
 		return tx.Ack(msg)
 	})
+	if err == nil {
+		p.finished(msg.Context(), d.ClientID, d.Format, d.RequestID, rs)
+	}
+	return err
 }
 
 // results gives every index the same terminal outcome.
@@ -233,11 +259,11 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		news[i] = tracker.NewMessage{Index: offset + i}
 		indexes[i] = offset + i
 	}
-	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+	rs := results(indexes, tracker.Failed, "", reason)
+	err := p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
-		rs := results(indexes, tracker.Failed, "", reason)
 		if err := tx.Tracker().Finish(requestID, rs); err != nil {
 			return fmt.Errorf("fail messages of request %s: %w", requestID, err)
 		}
@@ -246,6 +272,10 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		}
 		return tx.Ack(msg)
 	})
+	if err == nil {
+		p.finished(msg.Context(), msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat), requestID, rs)
+	}
+	return err
 }
 
 // delivery is the payload of a deliver.<sink> message.

@@ -446,6 +446,27 @@ func (s *SQLite) FinishTx(tx *sql.Tx, requestID string, results []Result) error 
 	return nil
 }
 
+// RetryingTx records lastError as the only error of the messages of request requestID at
+// indexes that are still Processing (their delivery will be tried again), inside the caller's
+// db.Write transaction. No counter changes: the messages stay Processing.
+func (s *SQLite) RetryingTx(tx *sql.Tx, requestID string, indexes []int, lastError string) error {
+	errs, err := json.Marshal([]string{lastError})
+	if err != nil {
+		return fmt.Errorf("tracker: note retry of request %s: encode error: %w", requestID, err)
+	}
+	req, err := lookupRequest(tx, requestID)
+	if err != nil {
+		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
+	}
+	for _, r := range toRanges(indexes) {
+		if _, err := tx.Exec(`UPDATE tracker_messages SET errors = ?4
+			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`, req.seq, r[0], r[1], string(errs)); err != nil {
+			return fmt.Errorf("tracker: note retry of request %s, messages %d-%d: %w", requestID, r[0], r[1], err)
+		}
+	}
+	return nil
+}
+
 // Cancel cancels request requestID of client clientID: the request is marked cancelled (so
 // messages recorded later are recorded Cancelled) and its Queued messages become Cancelled
 // with processed time Now(). Messages Processing or terminal are unaffected. cancelled counts

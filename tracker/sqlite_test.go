@@ -185,6 +185,58 @@ func TestLifecycleCountsAndIdempotence(t *testing.T) {
 	}
 }
 
+// TestRetryingShowsLastError: a Processing message shows the last delivery error, replaced by
+// the next one and then by the outcome; other statuses never take it.
+func TestRetryingShowsLastError(t *testing.T) {
+	tr, db, _ := openTracker(t)
+	ctx := context.Background()
+	accept(t, tr, db, Request{ID: reqA, ClientID: "demo", ClientName: "Demo", Format: "activity", ReceivedAt: time.Now(), Total: 4})
+	if _, err := tr.AddMessages(ctx, reqA, msgs(0, 4, "call")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Claim(ctx, reqA, []int{0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Finish(ctx, reqA, results(Complete, 2)); err != nil {
+		t.Fatal(err)
+	}
+	retrying := func(indexes []int, msg string) {
+		t.Helper()
+		if err := db.Write(ctx, func(tx *sql.Tx) error { return tr.RetryingTx(tx, reqA, indexes, msg) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retrying([]int{0, 1, 2, 3}, "sink activities: 503 down")
+	retrying([]int{0, 1, 2, 3}, "sink activities: 502 bad gateway")
+	v := view(t, tr, "demo", reqA)
+	want := []string{"sink activities: 502 bad gateway"}
+	for _, i := range []int{0, 1} {
+		if m := v.Messages[i]; m.Status != Processing || !slices.Equal(m.Errors, want) {
+			t.Errorf("retrying message %d: %+v", i, m)
+		}
+	}
+	if m := v.Messages[2]; m.Status != Complete || len(m.Errors) != 0 {
+		t.Errorf("complete message took the retry error: %+v", m)
+	}
+	if m := v.Messages[3]; m.Status != Queued || len(m.Errors) != 0 {
+		t.Errorf("queued message took the retry error: %+v", m)
+	}
+	if want := (Summary{Total: 4, Queued: 1, Processing: 2, Complete: 1}); v.Summary != want {
+		t.Errorf("summary changed: %+v", v.Summary)
+	}
+	if err := tr.Finish(ctx, reqA, results(Complete, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	v = view(t, tr, "demo", reqA)
+	if m := v.Messages[0]; m.Status != Complete || len(m.Errors) != 0 {
+		t.Errorf("finished message keeps the retry error: %+v", m)
+	}
+	err := db.Write(ctx, func(tx *sql.Tx) error { return tr.RetryingTx(tx, "nope", []int{0}, "x") })
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("retrying on an unknown request: %v", err)
+	}
+}
+
 func TestCancel(t *testing.T) {
 	tr, db, clock := openTracker(t)
 	ctx := context.Background()

@@ -262,6 +262,11 @@ type Writer interface {
 	// first terminal status; a message not recorded is ignored; of several results for one
 	// index the first wins.
 	Finish(requestID string, results []Result) error
+	// Retrying records lastError as the only error of the messages at indexes that are still
+	// Processing: their delivery failed and will be tried again. Tracking shows it while they
+	// stay Processing; Finish replaces it with the outcome's errors. Messages in any other
+	// status are left alone. It returns ErrNotFound (wrapped) for a request never accepted.
+	Retrying(requestID string, indexes []int, lastError string) error
 }
 
 // Store answers the Tracking API. It is safe for concurrent use.

@@ -184,3 +184,6 @@ func (w trackerTx) Claim(requestID string, indexes []int) ([]int, error) {
 func (w trackerTx) Finish(requestID string, results []tracker.Result) error {
 	return w.t.FinishTx(w.tx, requestID, results)
 }
+func (w trackerTx) Retrying(requestID string, indexes []int, lastError string) error {
+	return w.t.RetryingTx(w.tx, requestID, indexes, lastError)
+}
