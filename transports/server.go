@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 )
@@ -30,6 +31,12 @@ type Server struct {
 	Tracking *TrackingAPI
 	Tokens   *TokenIssuer // issues /connect/token JWTs; nil: that endpoint answers 503
 	Log      *slog.Logger
+	// Metrics measures every request by route pattern and serves GET /metrics; nil: nothing is
+	// measured and /metrics answers 404.
+	Metrics *metrics.Metrics
+	// Ready are the checks of GET /readyz (database writable, router running, backlog under
+	// its limit); none: always ready.
+	Ready []*Check
 }
 
 // Handler returns the gateway's routes. Unknown paths answer 404, known paths with the wrong
@@ -39,6 +46,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/healthz", methods{"GET": func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}})
+	mux.Handle("/readyz", methods{"GET": s.readiness})
+	mux.Handle("/metrics", methods{"GET": s.Metrics.Handler().ServeHTTP})
+	mux.Handle("/openapi.json", methods{"GET": serveOpenAPI})
 	mux.Handle("/push", methods{"POST": s.authorized("push", s.push)})
 	mux.Handle("/connect/token", methods{"POST": s.token})
 	mux.Handle("/api/events/v1/{country}/external/{tenant}/send", methods{"POST": s.sendEvent})
@@ -51,7 +61,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})
-	return s.recoverer(mux)
+	return s.recoverer(s.Metrics.InstrumentHTTP(mux))
 }
 
 // methods routes a path by HTTP method and answers 405 with Allow for any other.

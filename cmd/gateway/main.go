@@ -4,6 +4,8 @@
 //	gateway serve --config examples/gateway.yaml [--addr HOST:PORT] [--data DIR]
 //	gateway check --config FILE
 //	gateway map   --config FILE --format NAME [FILE|-]
+//
+// Every command takes --log-level debug|info|warn|error and --log-format text|json.
 package main
 
 import (
@@ -34,6 +36,8 @@ const usage = `usage:
   gateway serve --config FILE [--addr HOST:PORT] [--data DIR]   run the gateway
   gateway check --config FILE                                   check config and mappings, run mapping tests
   gateway map --config FILE --format NAME [FILE|-]              dry-run a record or envelope through a mapping
+
+every command also takes --log-level debug|info|warn|error and --log-format text|json (logs go to stderr)
 `
 
 // run is the whole program; tests call it directly. It returns when the command is done or,

@@ -6,18 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/opengw/gateway/internal/config"
+	"github.com/opengw/gateway/internal/logging"
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
@@ -34,10 +35,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	cfgPath := fs.String("config", "examples/gateway.yaml", "configuration file")
 	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
 	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
+	logFlags := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logFlags.logger(stderr)
+	if err != nil {
+		return err
+	}
 
 	cfg, set, err := loadAll(*cfgPath, getenv)
 	if err != nil {
@@ -58,10 +63,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer unlock()
 
+	topics := pipeline.QueueTopics(cfg.SinkNames())
 	st, err := sqlitestore.Open(sqlitestore.Config{
 		Path:                 filepath.Join(cfg.DataDir, "gateway.db"),
-		Logger:               watermill.NewSlogLogger(log),
-		Topics:               pipeline.QueueTopics(cfg.SinkNames()),
+		Logger:               logging.Watermill(log),
+		Topics:               topics,
 		ReleaseLeasesOnStart: true, // safe: the data folder lock makes this the only process
 	})
 	if err != nil {
@@ -74,13 +80,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer sinkSet.Close()
 
+	mx := metrics.New()
+	mx.WatchQueue(st.Queue(), slices.Sorted(maps.Keys(topics))...)
 	var current atomic.Pointer[mappings.Set]
 	current.Store(set)
 	pl, err := pipeline.New(pipeline.Config{
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		MaxBacklog: max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Metrics: mx, Log: log,
 	})
 	if err != nil {
 		return err
@@ -100,6 +108,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Mappings: current.Load,
 		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
 		Log:      log,
+		Metrics:  mx,
+		Ready: []*transports.Check{
+			{Name: "database", Run: st.Ping},
+			{Name: "router", Run: func(context.Context) error { return pl.CheckRouter() }},
+			{Name: "backlog", Run: func(context.Context) error { return pl.CheckBacklog() }},
+		},
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
@@ -117,8 +131,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.
-	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log, OnChange: current.Store,
-		Check: func(s *mappings.Set) error { return checkAssigned(cfg, s) }}
+	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log,
+		OnChange: func(s *mappings.Set) { current.Store(s); mx.MappingReload(metrics.ReloadApplied) },
+		OnRefuse: func(error) { mx.MappingReload(metrics.ReloadRefused) },
+		Check:    func(s *mappings.Set) error { return checkAssigned(cfg, s) }}
 	watcher.Start(set)
 	defer watcher.Stop()
 
