@@ -99,6 +99,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		news = newMessages(m, s.Envelope.Records, 0)
 	}
 	var receipt Receipt
+	start := time.Now()
 	// Urgent: a partner is waiting for this commit; pipeline writes can wait a little.
 	err := p.cfg.Store.Update(store.Urgent(ctx), func(tx store.Tx) error {
 		receipt = Receipt{RequestID: requestID}
@@ -151,6 +152,9 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	})
 	if err != nil {
 		return Receipt{}, err
+	}
+	if !receipt.Replayed {
+		p.cfg.Metrics.IntakeCommitted(s.Endpoint, s.Envelope.Format, len(s.Envelope.Records), time.Since(start))
 	}
 	return receipt, nil
 }

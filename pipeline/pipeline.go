@@ -24,10 +24,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
+	"github.com/opengw/gateway/internal/logging"
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/sinks"
@@ -70,6 +71,8 @@ type Config struct {
 	// MaxBacklog is how many fragments may wait to be processed before Accept refuses new
 	// submissions with ErrBacklog (0: no limit). It keeps a flood from filling the disk.
 	MaxBacklog int
+	// Metrics, when set, receives intake, record, sink and handler metrics.
+	Metrics *metrics.Metrics
 
 	Log *slog.Logger
 	Now func() time.Time
@@ -86,6 +89,8 @@ type Pipeline struct {
 	// committing holds the idempotency keys (client, endpoint, key) of submissions being
 	// committed by this process, so a concurrent retry gets ErrIdempotencyInFlight.
 	committing sync.Map
+	// completed remembers requests whose completion was logged, to log each once.
+	completed recentIDs
 }
 
 // cpuSlots bounds how many handlers do CPU-heavy work (mapping a fragment, decoding a
@@ -126,20 +131,20 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.RetryBackoff == nil {
 		cfg.RetryBackoff = DoublingBackoff(time.Second, 5*time.Minute)
 	}
-	logger := watermill.NewSlogLogger(cfg.Log)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, logging.Watermill(cfg.Log))
 	if err != nil {
 		return nil, fmt.Errorf("create router: %w", err)
 	}
-	// A panicking handler nacks its message instead of killing the gateway.
-	router.AddMiddleware(middleware.Recoverer)
 	p := &Pipeline{cfg: cfg, router: router, log: cfg.Log, cpu: newCPUSlots()}
+	// Outermost first: every failure is logged once with its request id, handler times are
+	// measured, and a panicking handler nacks its message instead of killing the gateway.
+	router.AddMiddleware(p.logFailures, cfg.Metrics.RouterMiddleware, middleware.Recoverer)
 
 	sub := cfg.Store.Queue()
 	router.AddConsumerHandler("process", topicFragments, sub, p.process)
 	for _, name := range cfg.Sinks.Names() {
 		sink, _ := cfg.Sinks.Get(name)
-		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, sub, p.deliverTo(name, sink))
+		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, sub, p.deliverTo(name, p.metered(name, sink)))
 	}
 	return p, nil
 }

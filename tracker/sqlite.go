@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS tracker_messages (
 	processed_at       INTEGER,
 	errors             TEXT,
 	mapping_version    TEXT,
+	retry_error        TEXT, -- the last delivery error of a Processing message, cleared by Finish
 	PRIMARY KEY (request_seq, idx)
 ) WITHOUT ROWID;
 -- Outcomes of the parts (sinks) of messages routed to several sinks, until all have one.
@@ -116,6 +117,12 @@ type SQLite struct {
 func NewSQLite(db *sqlitedb.DB) (*SQLite, error) {
 	if _, err := db.Exec(context.Background(), schema); err != nil {
 		return nil, fmt.Errorf("tracker: create schema in %s: %w", db.Path(), err)
+	}
+	// Tables made before retry errors had their own column get it.
+	if _, err := db.Reader().Exec(`SELECT retry_error FROM tracker_messages LIMIT 0`); err != nil {
+		if _, err := db.Exec(context.Background(), `ALTER TABLE tracker_messages ADD COLUMN retry_error TEXT`); err != nil {
+			return nil, fmt.Errorf("tracker: add retry_error to %s: %w", db.Path(), err)
+		}
 	}
 	return &SQLite{db: db}, nil
 }
@@ -304,7 +311,7 @@ const (
 	finishErrors = `errors = CASE WHEN errors IS NULL THEN ?6 WHEN ?6 IS NULL THEN errors
 		ELSE (SELECT json_group_array(value) FROM (SELECT value FROM json_each(errors) UNION ALL SELECT value FROM json_each(?6))) END`
 	finishFromProcessingSQL = `UPDATE tracker_messages
-		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
+		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7, retry_error = NULL
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`
 	finishFromQueuedSQL = `UPDATE tracker_messages
 		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
@@ -456,6 +463,28 @@ func (s *SQLite) FinishTx(tx *sql.Tx, requestID string, results []Result) error 
 	}()
 	if err != nil {
 		return fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
+	}
+	return nil
+}
+
+// shownErrors is a message's errors as tracking shows them: those of earlier attempts, then
+// the last delivery error while it is still being retried.
+const shownErrors = `CASE WHEN m.retry_error IS NULL THEN m.errors WHEN m.errors IS NULL THEN json_array(m.retry_error)
+	ELSE json_insert(m.errors, '$[#]', m.retry_error) END`
+
+// RetryingTx records lastError as the retry error of the messages of request requestID at
+// indexes that are still Processing (their delivery will be tried again), inside the caller's
+// db.Write transaction; see Writer.Retrying. No counter changes: the messages stay Processing.
+func (s *SQLite) RetryingTx(tx *sql.Tx, requestID string, indexes []int, lastError string) error {
+	req, err := lookupRequest(tx, requestID)
+	if err != nil {
+		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
+	}
+	for _, r := range toRanges(indexes) {
+		if _, err := tx.Exec(`UPDATE tracker_messages SET retry_error = ?4
+			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`, req.seq, r[0], r[1], lastError); err != nil {
+			return fmt.Errorf("tracker: note retry of request %s, messages %d-%d: %w", requestID, r[0], r[1], err)
+		}
 	}
 	return nil
 }
@@ -838,7 +867,7 @@ func (f *Filter) messagesQuery(seqs []int64, byReference bool) (string, []any) {
 	var b strings.Builder
 	var args []any
 	b.WriteString(`SELECT m.request_seq, m.idx, m.external_reference, m.type, m.status, m.processed_at,
-		m.errors, m.mapping_version FROM tracker_messages m `)
+		` + shownErrors + `, m.mapping_version FROM tracker_messages m `)
 	switch {
 	case byReference:
 		// "+" keeps the planner on the reference index.
@@ -1035,7 +1064,7 @@ func (s *SQLite) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, e
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
 		}
-		if _, err := tx.Exec(`UPDATE tracker_messages SET status = ?, processed_at = NULL
+		if _, err := tx.Exec(`UPDATE tracker_messages SET status = ?, processed_at = NULL, retry_error = NULL
 			WHERE request_seq = ? AND idx BETWEEN ? AND ? AND status IN (?, ?)`,
 			codeQueued, req.seq, r[0], r[1], codeFailed, codeInvalid); err != nil {
 			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)

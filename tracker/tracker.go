@@ -341,6 +341,12 @@ type Writer interface {
 	// visible: the outcome of the next attempt appends its errors to them. Their part outcomes
 	// are forgotten.
 	Replay(requestID string, indexes []int) ([]int, error)
+	// Retrying records lastError as the retry error of the messages at indexes that are still
+	// Processing: their delivery failed and will be tried again. Tracking shows it after their
+	// other errors while they stay Processing (a later call replaces it); Finish drops it and
+	// records the outcome's errors. Messages in any other status are left alone. It returns
+	// ErrNotFound (wrapped) for a request never accepted.
+	Retrying(requestID string, indexes []int, lastError string) error
 }
 
 // Store answers the Tracking API. It is safe for concurrent use.

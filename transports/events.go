@@ -89,6 +89,7 @@ func writeAccessDenied(w http.ResponseWriter, format string, args ...any) {
 // event sequence) is answered only once it is. Error bodies are the seed's: OAuth style for 401
 // and 403, Spring style for a bad request, {"message", "valid": false} for a bad payload.
 func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	p, ok := s.bearer(w, r)
 	if !ok {
 		return
@@ -177,6 +178,7 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 		writeSpringRefusal(w, r, notQueued(err))
 		return
 	}
+	s.logAccepted(r, "events", p, receipt, eventType, 1, len(body), start)
 	if receipt.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}

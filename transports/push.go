@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/opengw/gateway/pipeline"
 )
@@ -16,6 +17,7 @@ const retryAfterBacklog = "5"
 
 // push is POST /push (seed 000): validate the envelope, then commit it and answer 202 {"id"}.
 func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
+	start := time.Now()
 	if msg, ok := checkJSONContentType(r.Header.Get("Content-Type"), "application/json", "text/json"); !ok {
 		writeProblem(w, http.StatusUnsupportedMediaType, "%s", msg)
 		return
@@ -67,6 +69,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 		writeError(w, notQueued(err))
 		return
 	}
+	s.logAccepted(r, "push", p, receipt, env.Format, len(env.Records), len(body), start)
 	if receipt.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}

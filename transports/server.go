@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 )
@@ -35,6 +36,12 @@ type Server struct {
 	Log      *slog.Logger
 
 	inflight atomic.Int64 // request body bytes buffered now (see readBody)
+	// Metrics measures every request by route pattern and serves GET /metrics; nil: nothing is
+	// measured and /metrics answers 404.
+	Metrics *metrics.Metrics
+	// Ready are the checks of GET /readyz (database writable, router running, backlog under
+	// its limit); none: always ready.
+	Ready []*Check
 }
 
 // Handler returns the gateway's routes. Unknown paths answer 404, known paths with the wrong
@@ -44,6 +51,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/healthz", methods{"GET": func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}})
+	mux.Handle("/readyz", methods{"GET": s.readiness})
+	mux.Handle("/metrics", methods{"GET": s.Metrics.Handler().ServeHTTP})
+	mux.Handle("/openapi.json", methods{"GET": serveOpenAPI})
 	mux.Handle("/push", methods{"POST": s.authorized("push", s.push)})
 	mux.Handle("/connect/token", methods{"POST": s.token})
 	mux.Handle("/.well-known/oauth-authorization-server", methods{"GET": s.oauthMetadata})
@@ -60,7 +70,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})
-	return s.recoverer(mux)
+	return s.recoverer(s.Metrics.InstrumentHTTP(mux))
 }
 
 // methods routes a path by HTTP method and answers 405 with Allow for any other.

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/opengw/gateway/internal/config"
+	"github.com/opengw/gateway/internal/logging"
 	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/pipeline"
@@ -65,7 +64,7 @@ func openSQLite(cfg *config.Config, log *slog.Logger, topics map[string]store.To
 	}
 	st, err := sqlitestore.Open(sqlitestore.Config{
 		Path:                 filepath.Join(cfg.DataDir, "gateway.db"),
-		Logger:               watermill.NewSlogLogger(log),
+		Logger:               logging.Watermill(log),
 		Topics:               topics,
 		ReleaseLeasesOnStart: use == forServe, // safe: the data folder lock makes this the only process
 	})

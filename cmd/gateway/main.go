@@ -5,6 +5,8 @@
 //	gateway check --config FILE
 //	gateway map   --config FILE --format NAME [FILE|-]
 //	gateway replay --config FILE (--request ID | --status Failed|Invalid [--since T] [--format F])
+//
+// Every command takes --log-level debug|info|warn|error and --log-format text|json.
 package main
 
 import (
@@ -38,6 +40,8 @@ const usage = `usage:
   gateway map --config FILE --format NAME [FILE|-]              dry-run a record or envelope through a mapping
   gateway replay --config FILE (--request ID | --status Failed|Invalid [--since T] [--format F])
                                                                 run Failed/Invalid messages again
+
+every command also takes --log-level debug|info|warn|error and --log-format text|json (logs go to stderr)
 `
 
 // run is the whole program; tests call it directly. It returns when the command is done or,

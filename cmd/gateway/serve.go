@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/opengw/gateway/internal/config"
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/sinks"
@@ -28,10 +30,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
 	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
 	database := fs.String("database", "", "postgres:// URL of a database shared by several nodes (default from config; empty: embedded SQLite)")
+	logFlags := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logFlags.logger(stderr)
+	if err != nil {
+		return err
+	}
 
 	cfg, set, err := loadAll(*cfgPath, getenv)
 	if err != nil {
@@ -58,13 +64,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer sinkSet.Close()
 
+	mx := metrics.New()
+	mx.WatchQueue(st.Queue(), slices.Sorted(maps.Keys(pipeline.QueueTopics(cfg.SinkNames())))...)
 	var current atomic.Pointer[mappings.Set]
 	current.Store(set)
 	pl, err := pipeline.New(pipeline.Config{
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Metrics: mx, Log: log,
 		RetainRecords: cfg.Retention.Payloads, RetainTracking: cfg.Retention.Tracking,
 	})
 	if err != nil {
@@ -88,6 +96,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Limits:   transports.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxInflightBytes: cfg.Limits.MaxInflightBytes},
 		Throttle: transports.NewThrottle(clients, cfg.Limits.AuthFailuresPerSecond, cfg.Limits.AuthFailureBurst),
 		Log:      log,
+		Metrics:  mx,
+		Ready: []*transports.Check{
+			{Name: "database", Run: st.Ping},
+			{Name: "router", Run: func(context.Context) error { return pl.CheckRouter() }},
+			{Name: "backlog", Run: func(context.Context) error { return pl.CheckBacklog() }},
+		},
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
@@ -109,8 +123,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.
-	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log, OnChange: current.Store,
-		Check: func(s *mappings.Set) error { return checkAssigned(cfg, s) }}
+	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log,
+		OnChange: func(s *mappings.Set) { current.Store(s); mx.MappingReload(metrics.ReloadApplied) },
+		OnRefuse: func(error) { mx.MappingReload(metrics.ReloadRefused) },
+		Check:    func(s *mappings.Set) error { return checkAssigned(cfg, s) }}
 	watcher.Start(set)
 	defer watcher.Stop()
 

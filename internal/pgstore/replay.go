@@ -85,7 +85,7 @@ func (w writer) Replay(requestID string, indexes []int) ([]int, error) {
 			SELECT idx, status FROM tracker_messages
 			WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status IN ($3, $4) FOR UPDATE),
 		moved AS (
-			UPDATE tracker_messages m SET status = $5, processed_at = NULL FROM old
+			UPDATE tracker_messages m SET status = $5, processed_at = NULL, retry_error = NULL FROM old
 			WHERE m.request_seq = $1 AND m.idx = old.idx RETURNING m.idx, old.status),
 		parts AS (
 			DELETE FROM tracker_parts p USING moved WHERE p.request_seq = $1 AND p.idx = moved.idx)
@@ -119,4 +119,25 @@ func (w writer) Replay(requestID string, indexes []int) ([]int, error) {
 	}
 	slices.Sort(replayed)
 	return replayed, nil
+}
+
+// Retrying records lastError as the retry error of Processing messages; see
+// tracker.Writer.Retrying.
+func (w writer) Retrying(requestID string, indexes []int, lastError string) error {
+	req, err := w.lockRequest(requestID)
+	if err != nil {
+		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
+	}
+	idx := make([]int32, len(indexes))
+	for i, x := range indexes {
+		if idx[i], err = index32(x); err != nil {
+			return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
+		}
+	}
+	if _, err := w.t.tx.ExecContext(w.t.ctx, `UPDATE tracker_messages SET retry_error = $3
+		WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status = $4`,
+		req.seq, idx, text(lastError), codeProcessing); err != nil {
+		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
+	}
+	return nil
 }

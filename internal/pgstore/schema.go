@@ -62,8 +62,10 @@ CREATE TABLE IF NOT EXISTS tracker_messages (
 	processed_at       timestamptz,
 	errors             text,
 	mapping_version    text,
+	retry_error        text, -- the last delivery error of a Processing message, cleared by Finish
 	PRIMARY KEY (request_seq, idx)
 );
+ALTER TABLE tracker_messages ADD COLUMN IF NOT EXISTS retry_error text;
 CREATE INDEX IF NOT EXISTS tracker_messages_status ON tracker_messages (request_seq, status, lower(type));
 CREATE INDEX IF NOT EXISTS tracker_messages_external_reference ON tracker_messages (external_reference)
 	WHERE external_reference IS NOT NULL;

@@ -322,6 +322,11 @@ func loadMessages(ctx context.Context, tx *sql.Tx, f tracker.Filter, seqs []int6
 
 func byIndex(a, b tracker.MessageView) int { return a.Index - b.Index }
 
+// shownErrors is a message's errors as tracking shows them: those of earlier attempts, then
+// the last delivery error while it is still being retried.
+const shownErrors = `CASE WHEN m.retry_error IS NULL THEN m.errors
+	ELSE (coalesce(m.errors::jsonb, '[]'::jsonb) || jsonb_build_array(m.retry_error))::text END`
+
 // messagesQuery selects the messages to show of requests seqs, each request's page of them in
 // a LATERAL subquery: through the reference index for requests selected by a record's
 // reference (byReference), else through the primary key or the status index.
@@ -330,7 +335,7 @@ func messagesQuery(f tracker.Filter, seqs []int64, byReference bool) *query {
 	b := &q.b
 	b.WriteString(`SELECT s.seq, m.idx, m.external_reference, m.type, m.status, m.processed_at, m.errors, m.mapping_version
 		FROM unnest(` + q.arg(seqs) + `::bigint[]) AS s(seq) CROSS JOIN LATERAL (
-			SELECT m.idx, m.external_reference, m.type, m.status, m.processed_at, m.errors, m.mapping_version
+			SELECT m.idx, m.external_reference, m.type, m.status, m.processed_at, ` + shownErrors + ` AS errors, m.mapping_version
 			FROM tracker_messages m WHERE m.request_seq = s.seq`)
 	if byReference {
 		b.WriteString(" AND m.external_reference = ANY(" + q.arg(texts(f.ExternalReferences)) + ")")

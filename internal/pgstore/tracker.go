@@ -274,7 +274,7 @@ func (w writer) Finish(requestID string, results []tracker.Result) error {
 					UPDATE tracker_messages m SET status = u.status, processed_at = $7,
 						errors = CASE WHEN m.errors IS NULL OR u.errors = '' THEN coalesce(NULLIF(u.errors, ''), m.errors)
 							ELSE (m.errors::jsonb || u.errors::jsonb)::text END, -- a replayed message keeps earlier errors
-						mapping_version = NULLIF(u.version, '')
+						mapping_version = NULLIF(u.version, ''), retry_error = NULL
 					FROM unnest($2::integer[], $3::smallint[], $4::text[], $5::text[]) AS u(idx, status, errors, version)
 					WHERE m.request_seq = $1 AND m.idx = ANY($2::integer[]) AND m.idx = u.idx AND m.status = $6
 					RETURNING m.status)

@@ -195,3 +195,6 @@ func (w trackerTx) Replay(requestID string, indexes []int) ([]int, error) {
 func (w trackerTx) RecordParts(requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
 	return w.t.RecordPartsTx(w.tx, requestID, part, results)
 }
+func (w trackerTx) Retrying(requestID string, indexes []int, lastError string) error {
+	return w.t.RetryingTx(w.tx, requestID, indexes, lastError)
+}

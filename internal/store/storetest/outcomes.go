@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -15,6 +16,52 @@ func RunOutcomes(t *testing.T, b Backend) {
 	t.Run("Parts", func(t *testing.T) { testParts(t, b) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, b) })
 	t.Run("KeptRecordsAndPurge", func(t *testing.T) { testKeptRecordsAndPurge(t, b) })
+	t.Run("RetryingShowsLastError", func(t *testing.T) { testRetrying(t, b) })
+}
+
+// testRetrying: a Processing message shows its last delivery error after any earlier errors;
+// a later retry replaces it, Finish drops it; other statuses never take it.
+func testRetrying(t *testing.T, b Backend) {
+	h := open(t, b)
+	h.accept(tracker.Request{ID: "req-retry", ClientID: "c", ClientName: "C", Format: "f", ReceivedAt: h.clock.Now(), Total: 5})
+	h.add("req-retry", msgs(0, 5, "t"))
+	h.claim("req-retry", []int{0, 1, 2, 4})
+	h.finish("req-retry", []tracker.Result{{Index: 2, Status: tracker.Complete}, {Index: 4, Status: tracker.Failed, Errors: []string{"first try"}}})
+	// Message 4 is replayed: its earlier error stays before the retry error.
+	h.must(h.write(func(w tracker.Writer) error { _, err := w.Replay("req-retry", []int{4}); return err }))
+	h.claim("req-retry", []int{4})
+	retrying := func(msg string) {
+		t.Helper()
+		h.must(h.write(func(w tracker.Writer) error { return w.Retrying("req-retry", []int{0, 1, 2, 3, 4}, msg) }))
+	}
+	retrying("sink s: 503 down")
+	retrying("sink s: 502 bad gateway")
+	errs := func() map[int][]string {
+		out := map[int][]string{}
+		for _, m := range h.view("c", "req-retry").Messages {
+			out[m.Index] = m.Errors
+		}
+		return out
+	}
+	got := errs()
+	want := map[int][]string{0: {"sink s: 502 bad gateway"}, 1: {"sink s: 502 bad gateway"}, 2: nil, 3: nil, 4: {"first try", "sink s: 502 bad gateway"}}
+	for i, w := range want {
+		if len(got[i]) != len(w) || (len(w) > 0 && !reflect.DeepEqual(got[i], w)) {
+			t.Fatalf("message %d shows %q, want %q", i, got[i], w)
+		}
+	}
+	if v := h.view("c", "req-retry"); v.Summary.Processing != 3 || v.Summary.Complete != 1 || v.Summary.Queued != 1 {
+		t.Fatalf("retrying changed the counts: %+v", v.Summary)
+	}
+	h.finish("req-retry", results(tracker.Complete, 0, 1, 4))
+	got = errs()
+	if len(got[0]) != 0 || !reflect.DeepEqual(got[4], []string{"first try"}) {
+		t.Fatalf("after Finish: message 0 %q (want none), message 4 %q (want its earlier error)", got[0], got[4])
+	}
+	err := h.write(func(w tracker.Writer) error { return w.Retrying("nope", []int{0}, "x") })
+	if !errors.Is(err, tracker.ErrNotFound) {
+		t.Fatalf("retrying on an unknown request: %v, want ErrNotFound", err)
+	}
 }
 
 func testParts(t *testing.T, b Backend) {
