@@ -29,7 +29,9 @@ type Server struct {
 	Mappings func() *mappings.Set // the current mapping set
 	Tracking *TrackingAPI
 	Tokens   *TokenIssuer // issues /connect/token JWTs; nil: that endpoint answers 503
-	Log      *slog.Logger
+	// Integrations serves the Integrations API and platform publishing; nil: they answer 503.
+	Integrations *IntegrationsAPI
+	Log          *slog.Logger
 }
 
 // Handler returns the gateway's routes. Unknown paths answer 404, known paths with the wrong
@@ -48,6 +50,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/tracking/cancel", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.Tracking.Cancel(w, r, p.ClientID)
 	})})
+	mux.Handle(integrationsPrefix, s.integrationRoutes())
+	mux.Handle("/api/events/v1/{country}/internal/{tenant}/publish", methods{"POST": s.publishEvent})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})

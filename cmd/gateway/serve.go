@@ -80,8 +80,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		MaxBacklog: max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), PublishEvents: true, Log: log,
 	})
+	if err != nil {
+		return err
+	}
+	hooks, err := newWebhooks(cfg, st, st.Integrations(), log)
 	if err != nil {
 		return err
 	}
@@ -100,17 +104,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Mappings: current.Load,
 		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
 		Log:      log,
+
+		Integrations: hooks.api,
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	// Requests' contexts end with runCtx, so that WebSocket streams (hijacked connections that
+	// Shutdown does not wait for) stop before the store closes.
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return runCtx }}
+
 	pipelineDone := make(chan error, 1)
 	go func() { pipelineDone <- pl.Run(runCtx) }()
+	hooks.start(runCtx)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	log.Info("gateway listening", "addr", "http://"+ln.Addr().String(), "data", cfg.DataDir,
@@ -140,7 +150,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err := pl.Close(); err != nil {
 		log.Warn("pipeline shutdown", "err", err)
 	}
-	cancel()
+	if err := hooks.stop(cancel); err != nil {
+		log.Warn("webhooks shutdown", "err", err)
+	}
 	<-pipelineDone
 	return nil
 }

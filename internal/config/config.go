@@ -18,7 +18,7 @@ import (
 )
 
 // Scopes a client may hold; each guards one API.
-var Scopes = []string{"push", "events", "tracking", "integrations"}
+var Scopes = []string{"push", "events", "tracking", "integrations", "internal"}
 
 // Config is the whole gateway configuration.
 type Config struct {
@@ -29,6 +29,7 @@ type Config struct {
 	Auth     Auth                    `yaml:"auth"`
 	Sinks    map[string]sinks.Config `yaml:"sinks"`
 	Clients  []Client                `yaml:"clients"`
+	Webhooks Webhooks                `yaml:"webhooks"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -48,6 +49,15 @@ type Pipeline struct {
 	// MaxBacklog: queued fragments beyond which intake answers 503 with Retry-After; default
 	// 100000, -1 for no limit.
 	MaxBacklog int `yaml:"max_backlog"`
+}
+
+// Webhooks configures the integrations' outbound webhooks. Zero values take the defaults of
+// package integrations (timeout 15s, key overlap 24h, schedule 5s 5m 30m 2h 5h 10h 10h).
+type Webhooks struct {
+	AllowPrivate bool            `yaml:"allow_private"` // allow private, loopback, link-local targets (local use only)
+	KeyOverlap   time.Duration   `yaml:"key_overlap"`   // old keys keep signing this long after regenerateKeys
+	Schedule     []time.Duration `yaml:"schedule"`      // waits between attempts; then the delivery fails
+	Timeout      time.Duration   `yaml:"timeout"`       // one webhook request
 }
 
 // Auth configures issued tokens.
@@ -193,6 +203,14 @@ func (c *Config) validate() []problem {
 	}
 	if c.Pipeline.DeliveryAttempts < 0 {
 		add(1, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
+	}
+	if c.Webhooks.Timeout < 0 || c.Webhooks.KeyOverlap < 0 {
+		add(1, "webhooks.timeout and webhooks.key_overlap must not be negative")
+	}
+	for i, d := range c.Webhooks.Schedule {
+		if d <= 0 {
+			add(1, "webhooks.schedule[%d] is %s; every wait must be positive", i, d)
+		}
 	}
 	for _, name := range c.SinkNames() {
 		if err := c.Sinks[name].Validate(name); err != nil {

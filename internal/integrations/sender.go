@@ -46,9 +46,8 @@ const (
 // SenderConfig wires a Sender. Store is required.
 type SenderConfig struct {
 	Store Store
-	// Client sends the webhooks; nil means (&Guard{}).HTTPClient(Timeout). Build it with
-	// Guard.HTTPClient so that every dialed address is checked.
-	Client   *http.Client
+	// Guard checks every address the sender dials; nil refuses internal targets.
+	Guard    *Guard
 	Timeout  time.Duration   // one request; 0 means DefaultTimeout
 	Schedule []time.Duration // delays between attempts; nil means DefaultSchedule
 	Wake     *Signal         // woken when deliveries may be due; nil: polling only
@@ -65,8 +64,9 @@ type SenderConfig struct {
 // Sender sends due deliveries: one lane per integration, one attempt at a time per lane, lanes
 // in parallel (see the package documentation). Run it on every node.
 type Sender struct {
-	cfg   SenderConfig
-	owner string
+	cfg    SenderConfig
+	client *http.Client
+	owner  string
 }
 
 // NewSender applies cfg's defaults.
@@ -74,8 +74,8 @@ func NewSender(cfg SenderConfig) *Sender {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	if cfg.Client == nil {
-		cfg.Client = (&Guard{}).HTTPClient(cfg.Timeout)
+	if cfg.Guard == nil {
+		cfg.Guard = &Guard{}
 	}
 	if cfg.Schedule == nil {
 		cfg.Schedule = DefaultSchedule
@@ -95,7 +95,7 @@ func NewSender(cfg SenderConfig) *Sender {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sender{cfg: cfg, owner: "sender-" + uuid.NewString()}
+	return &Sender{cfg: cfg, client: cfg.Guard.HTTPClient(cfg.Timeout), owner: "sender-" + uuid.NewString()}
 }
 
 // Run sends until ctx is cancelled; it then abandons the requests in flight (their deliveries
@@ -191,7 +191,7 @@ func (s *Sender) attempt(ctx context.Context, a Attempt) (o Outcome, ok bool) {
 	req.Header.Set("webhook-id", a.Delivery.ID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(start.Unix(), 10))
 	req.Header.Set("webhook-signature", sig)
-	resp, err := s.cfg.Client.Do(req)
+	resp, err := s.client.Do(req)
 	o.Duration = s.cfg.Now().Sub(start)
 	if err != nil {
 		if ctx.Err() != nil {
