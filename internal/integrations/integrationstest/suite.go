@@ -2,7 +2,9 @@
 // PostgreSQL backends keep one behaviour: the registry (names unique per hub, whole
 // replacement), the outbox (idempotent enqueue inside a store transaction, lanes leased to one
 // owner, attempts claimed by compare-and-set, lost leases, pause), the deliveries log, streams,
-// request progress and purging.
+// request progress and purging; and a real Sender on the backend against real receivers
+// (signatures, key rotation, retries, 410, a dead receiver, the dial-time guard). Receiver is
+// the verifying webhook receiver the gateway's end-to-end tests use too.
 //
 // A backend's test runs it with a constructor:
 //
@@ -49,6 +51,12 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Stream", testStream},
 		{"RequestProgress", testProgress},
 		{"DeleteAndPurge", testDeleteAndPurge},
+		{"Sender/SignedInOrder", testSendsSignedInOrder},
+		{"Sender/KeyRotation", testKeyRotation},
+		{"Sender/Retries", testRetries},
+		{"Sender/GonePausesUntilResumed", testGonePauses},
+		{"Sender/DeadReceiverDelaysNoOther", testDeadReceiver},
+		{"Sender/InternalTargetRefusedAtSend", testRefusedAtSend},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := open(t)
