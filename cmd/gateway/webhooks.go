@@ -7,6 +7,7 @@ import (
 
 	"github.com/opengw/gateway/internal/config"
 	"github.com/opengw/gateway/internal/integrations"
+	"github.com/opengw/gateway/internal/integrations/dispatch"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/transports"
 )
@@ -15,7 +16,7 @@ import (
 // deliveries, the sender that sends them, and the HTTP API over them. It runs on either backend:
 // st and integ must share one database.
 type webhooks struct {
-	dispatcher *integrations.Dispatcher
+	dispatcher *dispatch.Dispatcher
 	sender     *integrations.Sender
 	api        *transports.IntegrationsAPI
 	done       chan error
@@ -24,12 +25,12 @@ type webhooks struct {
 func newWebhooks(cfg *config.Config, st store.Store, integ integrations.Store, log *slog.Logger) (*webhooks, error) {
 	wake := &integrations.Signal{}
 	guard := &integrations.Guard{AllowPrivate: cfg.Webhooks.AllowPrivate}
-	clients := make([]integrations.Client, len(cfg.Clients))
+	clients := make([]dispatch.Client, len(cfg.Clients))
 	for i, c := range cfg.Clients {
-		clients[i] = integrations.Client{ID: c.ID, Hubs: c.Hubs, Tenants: c.Tenants}
+		clients[i] = dispatch.Client{ID: c.ID, Hubs: c.Hubs, Tenants: c.Tenants}
 	}
-	d, err := integrations.NewDispatcher(integrations.DispatcherConfig{
-		Store: st, Integrations: integ, Tracker: st.Tracker(), Directory: integrations.NewDirectory(clients), Wake: wake, Log: log,
+	d, err := dispatch.New(dispatch.Config{
+		Store: st, Integrations: integ, Tracker: st.Tracker(), Directory: dispatch.NewDirectory(clients), Wake: wake, Log: log,
 	})
 	if err != nil {
 		return nil, err

@@ -25,12 +25,15 @@ var IntegrationTypes = []string{"Agent", "Bot", "Customer"}
 
 // Limits of an integration's values.
 const (
-	maxNameLength      = 200
-	maxFilters         = 100
-	maxFilterLength    = 200
-	maxStartBytes      = 64 << 10
-	maxMessagesPerHook = 1000
+	maxNameLength   = 200
+	maxFilters      = 100
+	maxFilterLength = 200
+	maxStartBytes   = 64 << 10
 )
+
+// MaxMessagesPerWebhook is the most messages one message:* webhook carries, and the default of
+// Config.MessagesPerWebhook.
+const MaxMessagesPerWebhook = 1000
 
 // readOnlyFields may appear in a body (a partner sending back what GET returned) and are
 // ignored: the gateway sets them.
@@ -150,8 +153,8 @@ func parseConfig(channel Channel, raw json.RawMessage, ps *problems) (cfg Config
 		ps.add(field("regenerateKeys"), "must be true or false")
 	}
 	if raw, ok := fields.get("messagesPerWebhook"); ok {
-		if json.Unmarshal(raw, &cfg.MessagesPerWebhook) != nil || cfg.MessagesPerWebhook < 1 || cfg.MessagesPerWebhook > maxMessagesPerHook {
-			ps.add(field("messagesPerWebhook"), "%s is not a whole number from 1 to %d", raw, maxMessagesPerHook)
+		if json.Unmarshal(raw, &cfg.MessagesPerWebhook) != nil || cfg.MessagesPerWebhook < 1 || cfg.MessagesPerWebhook > MaxMessagesPerWebhook {
+			ps.add(field("messagesPerWebhook"), "%s is not a whole number from 1 to %d", raw, MaxMessagesPerWebhook)
 		}
 	}
 

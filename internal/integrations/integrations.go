@@ -5,10 +5,11 @@
 //
 // The pipeline publishes what happens to each request on pipeline.TopicEvents, in the
 // transaction of the status change; internal systems publish platform events on TopicPlatform
-// (Platform.Publish). The Dispatcher consumes both and, in ONE transaction with the
-// acknowledgement of the event, writes a durable delivery for every integration whose filter
-// wants it. A crash therefore never loses an event nor invents one, and a redelivered event adds
-// nothing twice: a delivery's id (its webhook-id) is derived from the integration and the event.
+// (Platform.Publish). The dispatcher (package dispatch) consumes both and, in ONE transaction
+// with the acknowledgement of the event, writes a durable delivery for every integration whose
+// filter wants it. A crash therefore never loses an event nor invents one, and a redelivered
+// event adds nothing twice: a delivery's id (its webhook-id) is derived from the integration and
+// the event (WebhookID).
 //
 // The Sender sends deliveries. Each integration is a lane: one node at a time holds an
 // integration's lane (a lease in the database) and sends that integration's due deliveries one
@@ -153,7 +154,7 @@ const (
 // DeliveryStates lists the states, for messages naming them.
 var DeliveryStates = []DeliveryState{Pending, Succeeded, Failed}
 
-// NewDelivery is a webhook to send, as the Dispatcher creates it.
+// NewDelivery is a webhook to send, as the dispatcher creates it.
 type NewDelivery struct {
 	ID            string // the webhook-id, the same on every attempt; unique
 	IntegrationID string

@@ -1,4 +1,11 @@
-package integrations
+// Package dispatch turns what happens to partners' requests (the pipeline's events) and
+// platform events into durable webhook deliveries: in ONE transaction with the acknowledgement
+// of each event it enqueues a delivery for every integration whose filter wants it, and it
+// sends request:completed once every message of a request is terminal.
+//
+// It is the one place that knows both the pipeline's event format and the integrations: the
+// integrations package and its stores stay free of the pipeline.
+package dispatch
 
 import (
 	"context"
@@ -13,6 +20,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
+	"github.com/opengw/gateway/internal/integrations"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/tracker"
@@ -25,13 +33,13 @@ const DefaultRetention = 30 * 24 * time.Hour
 // (a node stopped between an event and its check) and purges old deliveries.
 const sweepEvery = 30 * time.Second
 
-// DispatcherConfig wires a Dispatcher. Store, Integrations, Tracker and Directory are required.
-type DispatcherConfig struct {
-	Store        store.Store   // its queue carries the events; its Update commits deliveries with the ack
-	Integrations Store         // shares Store's database
-	Tracker      tracker.Store // request summaries for request:completed
+// Config wires a Dispatcher. Store, Integrations, Tracker and Directory are required.
+type Config struct {
+	Store        store.Store        // its queue carries the events; its Update commits deliveries with the ack
+	Integrations integrations.Store // shares Store's database
+	Tracker      tracker.Store      // request summaries for request:completed
 	Directory    *Directory
-	Wake         *Signal // notified when deliveries were enqueued; nil: none
+	Wake         *integrations.Signal // notified when deliveries were enqueued; nil: none
 	// Retention is how long deliveries are kept; 0 means DefaultRetention.
 	Retention time.Duration
 	Log       *slog.Logger
@@ -40,15 +48,15 @@ type DispatcherConfig struct {
 
 // Dispatcher turns the pipeline's events and platform events into deliveries, in the
 // transaction that acknowledges each event, and sends request:completed once a followed
-// request's messages are all terminal. Create it with NewDispatcher, run it with Run.
+// request's messages are all terminal. Create it with New, run it with Run.
 type Dispatcher struct {
-	cfg    DispatcherConfig
+	cfg    Config
 	router *message.Router
 }
 
-// NewDispatcher checks cfg and subscribes the dispatcher's handlers to pipeline.TopicEvents
-// and TopicPlatform.
-func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
+// New checks cfg and subscribes the dispatcher's handlers to pipeline.TopicEvents
+// and integrations.TopicPlatform.
+func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Store == nil || cfg.Integrations == nil || cfg.Tracker == nil || cfg.Directory == nil {
 		return nil, errors.New("integrations dispatcher: Store, Integrations, Tracker and Directory are required")
 	}
@@ -59,7 +67,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Wake == nil {
-		cfg.Wake = &Signal{}
+		cfg.Wake = &integrations.Signal{}
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
@@ -71,7 +79,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	router.AddMiddleware(middleware.Recoverer)
 	d := &Dispatcher{cfg: cfg, router: router}
 	router.AddConsumerHandler("integrations-events", pipeline.TopicEvents, cfg.Store.Queue(), d.onEvent)
-	router.AddConsumerHandler("integrations-platform", TopicPlatform, cfg.Store.Queue(), d.onPlatform)
+	router.AddConsumerHandler("integrations-platform", integrations.TopicPlatform, cfg.Store.Queue(), d.onPlatform)
 	return d, nil
 }
 
@@ -106,8 +114,8 @@ func (d *Dispatcher) onEvent(msg *message.Message) error {
 		return d.ack(ctx, msg)
 	}
 	var (
-		ds     []NewDelivery
-		follow = RequestProgress{RequestID: ev.RequestID, ClientID: ev.ClientID, Total: -1}
+		ds     []integrations.NewDelivery
+		follow = integrations.RequestProgress{RequestID: ev.RequestID, ClientID: ev.ClientID, Total: -1}
 	)
 	switch ev.Type {
 	case pipeline.EventRequestAccepted:
@@ -122,7 +130,7 @@ func (d *Dispatcher) onEvent(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
-	var progress RequestProgress
+	var progress integrations.RequestProgress
 	err = d.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		itx, err := d.cfg.Integrations.Bind(tx)
 		if err != nil {
@@ -151,12 +159,12 @@ func (d *Dispatcher) onEvent(msg *message.Message) error {
 // onPlatform fans a platform event out to the integrations of its tenant's clients.
 func (d *Dispatcher) onPlatform(msg *message.Message) error {
 	ctx := msg.Context()
-	var ev PlatformEvent
+	var ev integrations.PlatformEvent
 	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
 		d.cfg.Log.Error("unreadable platform event; acknowledging it", "message", msg.UUID, "err", err)
 		return d.ack(ctx, msg)
 	}
-	var ds []NewDelivery
+	var ds []integrations.NewDelivery
 	for _, client := range d.cfg.Directory.Clients(ev.Tenant) {
 		ints, err := d.integrationsOf(ctx, client)
 		if err != nil {
@@ -170,7 +178,7 @@ func (d *Dispatcher) onPlatform(msg *message.Message) error {
 			if err != nil {
 				return err
 			}
-			ds = append(ds, NewDelivery{ID: WebhookID(in.ID, "platform/"+ev.ID), IntegrationID: in.ID, Type: ev.Type, Body: b, CreatedAt: ev.At})
+			ds = append(ds, integrations.NewDelivery{ID: integrations.WebhookID(in.ID, "platform/"+ev.ID), IntegrationID: in.ID, Type: ev.Type, Body: b, CreatedAt: ev.At})
 		}
 	}
 	err := d.cfg.Store.Update(ctx, func(tx store.Tx) error {
@@ -197,7 +205,7 @@ func (d *Dispatcher) ack(ctx context.Context, msg *message.Message) error {
 }
 
 // integrationsOf returns the integrations of the hubs client owns.
-func (d *Dispatcher) integrationsOf(ctx context.Context, client string) ([]Integration, error) {
+func (d *Dispatcher) integrationsOf(ctx context.Context, client string) ([]integrations.Integration, error) {
 	hubs := d.cfg.Directory.Hubs(client)
 	if len(hubs) == 0 {
 		return nil, nil
@@ -210,9 +218,9 @@ func (d *Dispatcher) integrationsOf(ctx context.Context, client string) ([]Integ
 }
 
 // acceptedDeliveries are request:accepted for the integrations that want it, and the echo of
-// an event the client sent for its Direct integrations with echo.
-func acceptedDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, error) {
-	var ds []NewDelivery
+// an event the client sent for its integrations.Direct integrations with echo.
+func acceptedDeliveries(ev pipeline.Event, ints []integrations.Integration) ([]integrations.NewDelivery, error) {
+	var ds []integrations.NewDelivery
 	var accepted, echo []byte
 	for _, in := range ints {
 		if in.Wants(EventRequestAccepted) {
@@ -226,16 +234,16 @@ func acceptedDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, e
 					return nil, err
 				}
 			}
-			ds = append(ds, NewDelivery{ID: WebhookID(in.ID, ev.ID), IntegrationID: in.ID, Type: EventRequestAccepted, Body: accepted, CreatedAt: ev.At})
+			ds = append(ds, integrations.NewDelivery{ID: integrations.WebhookID(in.ID, ev.ID), IntegrationID: in.ID, Type: EventRequestAccepted, Body: accepted, CreatedAt: ev.At})
 		}
-		if len(ev.Record) > 0 && in.Channel == Direct && in.Config.Echo {
+		if len(ev.Record) > 0 && in.Channel == integrations.Direct && in.Config.Echo {
 			if echo == nil {
 				var err error
 				if echo, err = encodeBody(ev.Format, ev.At, ev.Record); err != nil {
 					return nil, err
 				}
 			}
-			ds = append(ds, NewDelivery{ID: WebhookID(in.ID, ev.ID+"/echo"), IntegrationID: in.ID, Type: ev.Format, Body: echo, CreatedAt: ev.At})
+			ds = append(ds, integrations.NewDelivery{ID: integrations.WebhookID(in.ID, ev.ID+"/echo"), IntegrationID: in.ID, Type: ev.Format, Body: echo, CreatedAt: ev.At})
 		}
 	}
 	return ds, nil
@@ -244,7 +252,7 @@ func acceptedDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, e
 // messageDeliveries groups an EventMessages event's outcomes by status and cuts each group into
 // webhooks of at most the integration's MessagesPerWebhook messages. Bodies are shared by the
 // integrations that take the same cut.
-func messageDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, error) {
+func messageDeliveries(ev pipeline.Event, ints []integrations.Integration) ([]integrations.NewDelivery, error) {
 	groups := map[tracker.Status][]messageData{}
 	for _, m := range ev.Messages {
 		md := messageData{ID: m.ID, Index: m.Index, ExternalReference: optional(m.ExternalReference), MessageStatus: m.Status, Errors: []errorData{}}
@@ -258,7 +266,7 @@ func messageDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, er
 		size   int
 	}
 	bodies := map[cut][][]byte{}
-	var ds []NewDelivery
+	var ds []integrations.NewDelivery
 	for _, st := range tracker.Statuses {
 		msgs := groups[st]
 		if len(msgs) == 0 {
@@ -271,7 +279,7 @@ func messageDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, er
 			}
 			size := in.Config.MessagesPerWebhook
 			if size <= 0 {
-				size = maxMessagesPerHook
+				size = integrations.MaxMessagesPerWebhook
 			}
 			c := cut{st, size}
 			if _, done := bodies[c]; !done {
@@ -285,7 +293,7 @@ func messageDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, er
 			}
 			for i, b := range bodies[c] {
 				key := ev.ID + "/" + string(st) + "/" + strconv.Itoa(size) + "/" + strconv.Itoa(i)
-				ds = append(ds, NewDelivery{ID: WebhookID(in.ID, key), IntegrationID: in.ID, Type: eventType, Body: b, CreatedAt: ev.At})
+				ds = append(ds, integrations.NewDelivery{ID: integrations.WebhookID(in.ID, key), IntegrationID: in.ID, Type: eventType, Body: b, CreatedAt: ev.At})
 			}
 		}
 	}
@@ -295,7 +303,7 @@ func messageDeliveries(ev pipeline.Event, ints []Integration) ([]NewDelivery, er
 // checkCompletion reads request p's summary from the tracker and, if every message is terminal,
 // enqueues request:completed (once: its webhook ids are per request) and stops following it.
 // Failures are logged: the sweep checks again.
-func (d *Dispatcher) checkCompletion(ctx context.Context, p RequestProgress) {
+func (d *Dispatcher) checkCompletion(ctx context.Context, p integrations.RequestProgress) {
 	log := d.cfg.Log.With("request_id", p.RequestID, "client", p.ClientID)
 	page, err := d.cfg.Tracker.Find(ctx, p.ClientID, tracker.Filter{RequestIDs: []string{p.RequestID}})
 	if err != nil {
@@ -332,7 +340,7 @@ func (d *Dispatcher) checkCompletion(ctx context.Context, p RequestProgress) {
 		at = d.cfg.Now()
 	}
 	s := v.Summary
-	var ds []NewDelivery
+	var ds []integrations.NewDelivery
 	var b []byte
 	for _, in := range ints {
 		if !in.Wants(EventRequestCompleted) {
@@ -350,7 +358,7 @@ func (d *Dispatcher) checkCompletion(ctx context.Context, p RequestProgress) {
 				return
 			}
 		}
-		ds = append(ds, NewDelivery{ID: WebhookID(in.ID, "completed/"+v.ID), IntegrationID: in.ID, Type: EventRequestCompleted, Body: b, CreatedAt: at})
+		ds = append(ds, integrations.NewDelivery{ID: integrations.WebhookID(in.ID, "completed/"+v.ID), IntegrationID: in.ID, Type: EventRequestCompleted, Body: b, CreatedAt: at})
 	}
 	err = d.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		itx, err := d.cfg.Integrations.Bind(tx)
