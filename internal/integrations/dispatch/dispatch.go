@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -113,6 +114,9 @@ func (d *Dispatcher) onEvent(msg *message.Message) error {
 	if len(ints) == 0 {
 		return d.ack(ctx, msg)
 	}
+	// Requests are followed to their completion only for clients with an integration that
+	// wants request:completed (following costs a tracker read when a request may be done).
+	followed := slices.ContainsFunc(ints, func(in integrations.Integration) bool { return in.Wants(EventRequestCompleted) })
 	var (
 		ds     []integrations.NewDelivery
 		follow = integrations.RequestProgress{RequestID: ev.RequestID, ClientID: ev.ClientID, Total: -1}
@@ -139,8 +143,10 @@ func (d *Dispatcher) onEvent(msg *message.Message) error {
 		if err := itx.Enqueue(ds...); err != nil {
 			return err
 		}
-		if progress, err = itx.Follow(follow); err != nil {
-			return err
+		if followed {
+			if progress, err = itx.Follow(follow); err != nil {
+				return err
+			}
 		}
 		return tx.Ack(msg)
 	})
@@ -150,7 +156,7 @@ func (d *Dispatcher) onEvent(msg *message.Message) error {
 	if len(ds) > 0 {
 		d.cfg.Wake.Notify()
 	}
-	if progress.Total >= 0 && progress.Terminal >= progress.Total {
+	if followed && progress.Total >= 0 && progress.Terminal >= progress.Total {
 		d.checkCompletion(ctx, progress)
 	}
 	return nil
