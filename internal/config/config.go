@@ -219,6 +219,7 @@ func (c *Config) validate() []problem {
 	}
 	ids := map[string]bool{}
 	tokens := map[string]string{}
+	hubs := map[string]string{}
 	for i, cl := range c.Clients {
 		where := fmt.Sprintf("clients[%d]", i)
 		if cl.ID == "" {
@@ -243,6 +244,12 @@ func (c *Config) validate() []problem {
 				add(cl.line, "client %q: a static token is also given to client %q", cl.ID, owner)
 			}
 			tokens[t] = cl.ID
+		}
+		for _, h := range cl.Hubs {
+			if owner, dup := hubs[h]; dup && owner != cl.ID {
+				add(cl.line, "client %q: hub %q is also owned by client %q (a hub has one owner)", cl.ID, h, owner)
+			}
+			hubs[h] = cl.ID
 		}
 		for _, t := range cl.Tenants {
 			if parts := strings.Split(t, "/"); len(parts) != 2 || parts[0] == "" || parts[1] == "" {

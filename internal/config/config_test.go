@@ -88,6 +88,10 @@ func TestWebhooksValidation(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown key "allow_privat"`) {
 		t.Fatalf("Load = %v, want the misspelt key named", err)
 	}
+	p = write(t, "clients:\n  - id: a\n    hubs: [h1]\n  - id: b\n    hubs: [h2, h1]\n")
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), `client "b": hub "h1" is also owned by client "a"`) {
+		t.Fatalf("Load = %v, want the shared hub named", err)
+	}
 	p = write(t, "webhooks:\n  schedule: [1s, 0s]\n  timeout: -1s\nclients: []\n")
 	_, err = Load(p, nil)
 	if err == nil || !strings.Contains(err.Error(), "webhooks.schedule[1] is 0s") || !strings.Contains(err.Error(), "webhooks.timeout") {

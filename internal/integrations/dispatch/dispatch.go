@@ -3,6 +3,11 @@
 // of each event it enqueues a delivery for every integration whose filter wants it, and it
 // sends request:completed once every message of a request is terminal.
 //
+// Events are handled concurrently (Watermill's router), so a request's first message:* delivery
+// may be created before its request:accepted when the dispatcher is behind. request:completed
+// is created only once the outcomes of every message have been counted (after
+// request:accepted, which carries the total), so it always comes after both.
+//
 // It is the one place that knows both the pipeline's event format and the integrations: the
 // integrations package and its stores stay free of the pipeline.
 package dispatch

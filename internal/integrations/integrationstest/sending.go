@@ -273,3 +273,31 @@ func testRefusedAtSend(t *testing.T, h *harness) {
 		t.Fatalf("log = %+v; the receiver got %d", log.Attempts, len(rc.Got()))
 	}
 }
+
+// testTwoNodes: two senders (two nodes) on one database send every delivery exactly once.
+func testTwoNodes(t *testing.T, h *harness) {
+	rc := NewReceiver(t)
+	var want []string
+	for i := range 10 {
+		in := h.integration("hub", fmt.Sprint("n", i), integrations.Active, rc.URL)
+		for j := range 5 {
+			want = append(want, h.webhook(in, fmt.Sprint("e", j)).ID)
+		}
+	}
+	first, second := h.sender(allowPrivate, 5*time.Second), h.sender(allowPrivate, 5*time.Second)
+	first.Notify()
+	second.Notify()
+	got := rc.WaitN(t, len(want), 30*time.Second)
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g.ID]++
+	}
+	for _, id := range want {
+		if seen[id] != 1 {
+			t.Fatalf("webhook %s sent %d times by two nodes", id, seen[id])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d requests for %d deliveries", len(got), len(want))
+	}
+}

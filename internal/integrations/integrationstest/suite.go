@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Sender/GonePausesUntilResumed", testGonePauses},
 		{"Sender/DeadReceiverDelaysNoOther", testDeadReceiver},
 		{"Sender/InternalTargetRefusedAtSend", testRefusedAtSend},
+		{"Sender/TwoNodesSendEachOnce", testTwoNodes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := open(t)
