@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS integ_integrations (
 	UNIQUE (hub_id, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS integ_deliveries (
-	seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq            INTEGER PRIMARY KEY, -- a rowid: new rows get the largest + 1
 	id             TEXT NOT NULL UNIQUE, -- the webhook-id
 	integration_id TEXT NOT NULL,
 	type           TEXT NOT NULL,
@@ -304,15 +304,18 @@ type integTx struct {
 
 func (t integTx) Enqueue(ds ...integrations.NewDelivery) error {
 	for _, d := range ds {
-		var seq int64
-		err := t.tx.QueryRow(`INSERT INTO integ_deliveries (id, integration_id, type, created_at, next_at)
+		res, err := t.tx.Exec(`INSERT INTO integ_deliveries (id, integration_id, type, created_at, next_at)
 			SELECT ?1, ?2, ?3, ?4, ?4 WHERE EXISTS (SELECT 1 FROM integ_integrations WHERE id = ?2)
-			ON CONFLICT (id) DO NOTHING RETURNING seq`,
-			d.ID, d.IntegrationID, d.Type, d.CreatedAt.UnixMilli()).Scan(&seq)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
+			ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.IntegrationID, d.Type, d.CreatedAt.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("enqueue delivery %s: %w", d.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
 			continue // already enqueued, or the integration is gone
-		case err != nil:
+		}
+		seq, err := res.LastInsertId()
+		if err != nil {
 			return fmt.Errorf("enqueue delivery %s: %w", d.ID, err)
 		}
 		if _, err := t.tx.Exec(`INSERT INTO integ_payloads (delivery_seq, body) VALUES (?, ?)`, seq, d.Body); err != nil {
