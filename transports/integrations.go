@@ -378,6 +378,11 @@ func (s *Server) streamDeliveries(w http.ResponseWriter, r *http.Request, p Prin
 			return
 		case <-woken:
 		case <-poll.C:
+			// Deleted, or given a webhookUrl, meanwhile: nothing more will come here.
+			if cur, err := store.Get(ctx, id); errors.Is(err, integrations.ErrNotFound) || (err == nil && !cur.Streams()) {
+				conn.Close(websocket.StatusNormalClosure, "the integration was deleted or now delivers to its webhookUrl")
+				return
+			}
 		}
 	}
 }

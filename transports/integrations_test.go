@@ -1,7 +1,6 @@
 package transports
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -482,7 +481,20 @@ func TestStreamResumes(t *testing.T) {
 	if status, _, out := e.call("GET", "/api/v1/integrations/"+id+"/stream?after=msg_unknown", "demo:demo-secret", ""); status != 404 || !strings.Contains(out.Raw, "msg_unknown") {
 		t.Fatalf("after an unknown id: %d %s", status, out.Raw)
 	}
-	if !bytes.Contains([]byte(ids[0]), []byte("msg_")) {
+	// A stream ends when its integration is deleted.
+	conn = dial("")
+	if status, _, _ := e.call("DELETE", "/api/v1/integrations/"+id, "demo:demo-secret", ""); status != http.StatusNoContent {
+		t.Fatalf("delete: %d", status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := conn.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("stream of a deleted integration: %v", err)
+	}
+	if status, _, out := e.call("GET", "/api/v1/integrations/"+id+"/stream", "demo:demo-secret", ""); status != 404 || !strings.Contains(out.Raw, "no integration") {
+		t.Fatalf("stream of a deleted integration: %d %s", status, out.Raw)
+	}
+	if !strings.HasPrefix(ids[0], "msg_") {
 		t.Fatalf("delivery id %s is not a webhook id", ids[0])
 	}
 }
