@@ -58,7 +58,15 @@ type Config struct {
 type Dispatcher struct {
 	cfg    Config
 	router *message.Router
+	// checks carries requests that may have completed from the handlers to checkLoop. The
+	// check runs outside the handler: on a backend whose queue delivers each message inside a
+	// transaction (PostgreSQL), the handler's writes stay locked until it returns, and a check
+	// writing the same rows from the handler would wait for itself.
+	checks chan integrations.RequestProgress
 }
+
+// checkBacklog bounds the completion checks waiting; beyond it a check is left to the sweep.
+const checkBacklog = 1024
 
 // New checks cfg and subscribes the dispatcher's handlers to pipeline.TopicEvents
 // and integrations.TopicPlatform.
@@ -83,7 +91,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, fmt.Errorf("create integrations router: %w", err)
 	}
 	router.AddMiddleware(middleware.Recoverer)
-	d := &Dispatcher{cfg: cfg, router: router}
+	d := &Dispatcher{cfg: cfg, router: router, checks: make(chan integrations.RequestProgress, checkBacklog)}
 	router.AddConsumerHandler("integrations-events", pipeline.TopicEvents, cfg.Store.Queue(), d.onEvent)
 	router.AddConsumerHandler("integrations-platform", integrations.TopicPlatform, cfg.Store.Queue(), d.onPlatform)
 	return d, nil
@@ -92,6 +100,7 @@ func New(cfg Config) (*Dispatcher, error) {
 // Run dispatches until ctx is cancelled or Close is called.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	go d.sweepLoop(ctx)
+	go d.checkLoop(ctx)
 	if err := d.router.Run(ctx); err != nil {
 		return fmt.Errorf("run integrations router: %w", err)
 	}
@@ -162,9 +171,24 @@ func (d *Dispatcher) onEvent(msg *message.Message) error {
 		d.cfg.Wake.Notify()
 	}
 	if followed && progress.Total >= 0 && progress.Terminal >= progress.Total {
-		d.checkCompletion(ctx, progress)
+		select {
+		case d.checks <- progress:
+		default: // the sweep will find it
+		}
 	}
 	return nil
+}
+
+// checkLoop checks the completion of the requests the handlers hand it.
+func (d *Dispatcher) checkLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-d.checks:
+			d.checkCompletion(ctx, p)
+		}
+	}
 }
 
 // onPlatform fans a platform event out to the integrations of its tenant's clients.
