@@ -399,9 +399,11 @@ func (s *Integrations) NextAttempt(ctx context.Context, owner, integrationID str
 			return err
 		}
 		d.CreatedAt = d.CreatedAt.UTC()
-		if _, err := tx.ExecContext(ctx, `UPDATE integ_attempts SET error = $1 WHERE delivery_seq = $2 AND error IS NULL`,
-			integrations.AttemptAbandoned, seq); err != nil {
-			return err
+		if attempts > 0 { // an earlier attempt may have been left in flight
+			if _, err := tx.ExecContext(ctx, `UPDATE integ_attempts SET error = $1 WHERE delivery_seq = $2 AND error IS NULL`,
+				integrations.AttemptAbandoned, seq); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE integ_deliveries SET attempts = attempts + 1, next_at = $1 WHERE seq = $2`, busyUntil, seq); err != nil {
 			return err

@@ -417,8 +417,10 @@ func (s *Integrations) NextAttempt(ctx context.Context, owner, integrationID str
 			return err
 		}
 		d.CreatedAt = time.UnixMilli(created).UTC()
-		if _, err := tx.Exec(`UPDATE integ_attempts SET error = ? WHERE delivery_seq = ? AND error IS NULL`, integrations.AttemptAbandoned, seq); err != nil {
-			return err
+		if attempts > 0 { // an earlier attempt may have been left in flight
+			if _, err := tx.Exec(`UPDATE integ_attempts SET error = ? WHERE delivery_seq = ? AND error IS NULL`, integrations.AttemptAbandoned, seq); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(`UPDATE integ_deliveries SET attempts = attempts + 1, next_at = ? WHERE seq = ?`, busyUntil.UnixMilli(), seq); err != nil {
 			return err
