@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -80,7 +81,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), PublishEvents: true, Log: log,
+		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		// Status events feed the integrations; without a hub no client can have one.
+		PublishEvents: slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.Hubs) > 0 }),
 	})
 	if err != nil {
 		return err
