@@ -138,8 +138,12 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("track messages of request %s: %w", requestID, err)
 		}
-		if err := p.publishEvent(tx, requestID+"/accepted", Event{Type: EventRequestAccepted, ClientID: s.ClientID, RequestID: requestID,
-			BatchReference: req.BatchReference, Format: req.Format, Total: req.Total, At: now.UTC()}); err != nil {
+		accepted := Event{Type: EventRequestAccepted, ClientID: s.ClientID, RequestID: requestID,
+			BatchReference: req.BatchReference, Format: req.Format, Total: req.Total, At: now.UTC()}
+		if s.Endpoint == "events" && len(s.Envelope.Records) == 1 {
+			accepted.Record = s.Envelope.Records[0]
+		}
+		if err := p.publishEvent(tx, requestID+"/accepted", accepted); err != nil {
 			return err
 		}
 		if s.IdempotencyKey != "" {

@@ -33,7 +33,6 @@ type Server struct {
 	Tokens   *TokenIssuer // issues /connect/token JWTs; nil: that endpoint answers 503
 	Limits   Limits       // body and nesting limits; zero fields take defaults
 	Throttle *Throttle    // rate limits and the failed-authentication throttle; nil: none
-	Log      *slog.Logger
 
 	inflight atomic.Int64 // request body bytes buffered now (see readBody)
 	// Metrics measures every request by route pattern and serves GET /metrics; nil: nothing is
@@ -42,6 +41,9 @@ type Server struct {
 	// Ready are the checks of GET /readyz (database writable, router running, backlog under
 	// its limit); none: always ready.
 	Ready []*Check
+	// Integrations serves the Integrations API and platform publishing; nil: they answer 503.
+	Integrations *IntegrationsAPI
+	Log          *slog.Logger
 }
 
 // Handler returns the gateway's routes. Unknown paths answer 404, known paths with the wrong
@@ -67,6 +69,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/tracking/replay", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.Tracking.Replay(w, r, p.ClientID)
 	})})
+	mux.Handle(integrationsPrefix, s.integrationRoutes())
+	mux.Handle("/api/events/v1/{country}/internal/{tenant}/publish", methods{"POST": s.publishEvent})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/opengw/gateway/internal/config"
+	"github.com/opengw/gateway/internal/integrations"
 	"github.com/opengw/gateway/internal/logging"
 	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/internal/store"
@@ -19,6 +20,8 @@ import (
 // backend is the storage the gateway runs on, chosen by config (database:) or --database.
 type backend struct {
 	store store.Store
+	// integrations keeps integrations and webhook deliveries in the same database as store.
+	integrations integrations.Store
 	// jwtKey returns the key tokens are signed with: shared by every node of a cluster.
 	jwtKey func() ([]byte, error)
 	// close releases the backend (and the data folder lock); it runs after the router stopped.
@@ -73,9 +76,10 @@ func openSQLite(cfg *config.Config, log *slog.Logger, topics map[string]store.To
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return &backend{
-		store:  st,
-		jwtKey: func() ([]byte, error) { return transports.LoadOrCreateKey(cfg.DataDir, cfg.Auth.JWT.Key) },
-		close:  func() { st.Close(); unlock() },
+		store:        st,
+		integrations: st.Integrations(),
+		jwtKey:       func() ([]byte, error) { return transports.LoadOrCreateKey(cfg.DataDir, cfg.Auth.JWT.Key) },
+		close:        func() { st.Close(); unlock() },
 	}, nil
 }
 

@@ -74,7 +74,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
 		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Metrics: mx, Log: log,
 		RetainRecords: cfg.Retention.Payloads, RetainTracking: cfg.Retention.Tracking,
+		// Status events feed the integrations; without a hub no client can have one.
+		PublishEvents: slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.Hubs) > 0 }),
 	})
+	if err != nil {
+		return err
+	}
+	hooks, err := newWebhooks(cfg, st, be.integrations, log)
 	if err != nil {
 		return err
 	}
@@ -102,21 +108,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			{Name: "router", Run: func(context.Context) error { return pl.CheckRouter() }},
 			{Name: "backlog", Run: func(context.Context) error { return pl.CheckBacklog() }},
 		},
+
+		Integrations: hooks.api,
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	// Requests' contexts end with runCtx, so that WebSocket streams (hijacked connections that
+	// Shutdown does not wait for) stop before the store closes.
 	httpSrv, err := newHTTPServer(cfg, srv.Handler(), log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	httpSrv.BaseContext = func(net.Listener) context.Context { return runCtx }
 
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
 	pipelineDone := make(chan error, 1)
 	go func() { pipelineDone <- pl.Run(runCtx) }()
+	hooks.start(runCtx)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
 	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "data", cfg.DataDir,
@@ -148,7 +160,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err := pl.Close(); err != nil {
 		log.Warn("pipeline shutdown", "err", err)
 	}
-	cancel()
+	if err := hooks.stop(cancel); err != nil {
+		log.Warn("webhooks shutdown", "err", err)
+	}
 	<-pipelineDone
 	return nil
 }

@@ -233,6 +233,10 @@ var errNoQueue = errors.New("pgstore: the store was created without a queue")
 
 func (t *txn) Tracker() tracker.Writer { return writer{t} }
 
+// integSQLTx hands the integrations store this transaction, so that its writes join the unit
+// of work (see Integrations.Bind).
+func (t *txn) integSQLTx() (context.Context, *sql.Tx) { return t.ctx, t.tx }
+
 func (t *txn) Publish(topic string, msgs ...*message.Message) error {
 	if t.s.queue == nil {
 		return errNoQueue

@@ -1,7 +1,7 @@
 // Package sqlitestore is the single-node storage backend (store.Store) on one embedded SQLite
-// database file: the lease-based queue (internal/sqlitequeue), the tracker projection and the
-// intake tables (idempotency keys, event sequence) share the file, so one group-committed
-// transaction (internal/sqlitedb) covers all of them.
+// database file: the lease-based queue (internal/sqlitequeue), the tracker projection, the
+// intake tables (idempotency keys, event sequence) and the integrations (Integrations) share
+// the file, so one group-committed transaction (internal/sqlitedb) covers all of them.
 package sqlitestore
 
 import (
@@ -38,9 +38,10 @@ type Config struct {
 
 // Store implements store.Store on SQLite. It is safe for concurrent use.
 type Store struct {
-	db      *sqlitedb.DB
-	queue   *sqlitequeue.Queue
-	tracker *tracker.SQLite
+	db           *sqlitedb.DB
+	queue        *sqlitequeue.Queue
+	tracker      *tracker.SQLite
+	integrations *Integrations
 
 	closeOnce sync.Once
 	closeErr  error
@@ -83,7 +84,13 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, queue: queue, tracker: trk}, nil
+	integ, err := openIntegrations(db, cfg.Now, cfg.ReleaseLeasesOnStart)
+	if err != nil {
+		queue.Close()
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, queue: queue, tracker: trk, integrations: integ}, nil
 }
 
 // Update runs fn in a transaction of the group-committing writer: fn runs inside its own
