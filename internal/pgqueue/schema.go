@@ -167,8 +167,8 @@ func (queueSchema) SubscribeIsolationLevel() sql.IsolationLevel { return sql.Lev
 // ensureTopic creates topic's table unless a Queue on the same *sql.DB already did. It runs in its own
 // transaction under an advisory lock, so nodes starting together do not collide.
 func (q *Queue) ensureTopic(ctx context.Context, topic string) error {
-	if topic == "" {
-		return errors.New("empty topic")
+	if err := validateTopic(topic); err != nil {
+		return err
 	}
 	if _, ok := q.hub.tables.Load(topic); ok {
 		return nil
@@ -194,6 +194,20 @@ func (q *Queue) ensureTopic(ctx context.Context, topic string) error {
 		return fmt.Errorf("create table of topic %q: %w", topic, err)
 	}
 	q.hub.tables.Store(topic, struct{}{})
+	return nil
+}
+
+// validateTopic accepts the topics watermill-sql's Subscriber accepts, so that nothing is
+// published that cannot be consumed.
+func validateTopic(topic string) error {
+	if topic == "" {
+		return errors.New("empty topic")
+	}
+	for _, r := range topic {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-$:._", r)) {
+			return fmt.Errorf("topic %q: character %q is not allowed (letters, digits and - $ : . _ are)", topic, r)
+		}
+	}
 	return nil
 }
 
