@@ -143,7 +143,7 @@ func (c *consumer) deliver(in *message.Message) bool {
 		err = b.err()
 	}
 	if err == nil {
-		err = b.exec(in.Context(), `SAVEPOINT pgqueue_msg`)
+		err = b.savepoint(in.Context())
 	}
 	if err != nil {
 		// The batch will be rolled back: run through it without handing anything out.
@@ -162,7 +162,7 @@ func (c *consumer) deliver(in *message.Message) bool {
 	}
 	select {
 	case <-out.Acked():
-		c.ack(d, in)
+		c.ack(in)
 	case <-out.Nacked():
 		c.nack(d, in)
 	case <-claimEnd:
@@ -172,7 +172,7 @@ func (c *consumer) deliver(in *message.Message) bool {
 	case <-c.s.q.closing:
 		select {
 		case <-out.Acked():
-			c.ack(d, in)
+			c.ack(in)
 		case <-out.Nacked():
 			c.nack(d, in)
 		default:
@@ -182,13 +182,10 @@ func (c *consumer) deliver(in *message.Message) bool {
 	return true
 }
 
-// ack keeps the handler's writes and lets watermill-sql count in as acknowledged. It returns
-// once watermill-sql has done so, so that stopping the subscription afterwards cannot race with
-// it.
-func (c *consumer) ack(d *delivery, in *message.Message) {
-	if err := d.batch.exec(in.Context(), `RELEASE SAVEPOINT pgqueue_msg`); err != nil {
-		d.batch.fail(err)
-	}
+// ack keeps the handler's writes (the next savepoint releases this one) and lets watermill-sql
+// count in as acknowledged. It returns once watermill-sql has done so, so that stopping the
+// subscription afterwards cannot race with it.
+func (c *consumer) ack(in *message.Message) {
 	in.Ack()
 	<-in.Context().Done()
 }
@@ -200,9 +197,6 @@ func (c *consumer) nack(d *delivery, in *message.Message) {
 	err := d.batch.exec(ctx, `ROLLBACK TO SAVEPOINT pgqueue_msg`)
 	if err == nil {
 		err = d.retry(ctx, time.Now().Add(c.s.q.backoff(d.attempt)))
-	}
-	if err == nil {
-		err = d.batch.exec(ctx, `RELEASE SAVEPOINT pgqueue_msg`)
 	}
 	if err != nil {
 		d.batch.fail(fmt.Errorf("nack message %s: %w", in.UUID, err))
@@ -347,6 +341,8 @@ type batchTx struct {
 	handed  int   // messages handed to the subscriber
 	covered int   // messages the ack query deletes
 	failed  error // first failure of a statement of the consumer's
+
+	marked bool // a savepoint is open; used by the forwarding goroutine only
 }
 
 func (b *batchTx) ExecContext(ctx context.Context, query string, args ...any) (wmsql.Result, error) {
@@ -373,6 +369,21 @@ func (b *batchTx) Commit() error {
 	if err := b.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return err
 	}
+	return nil
+}
+
+// savepoint marks the start of a message's writes, releasing the previous message's mark in the
+// same round trip (a statement without arguments goes through pgx's simple protocol, which
+// takes several statements), so that at most one savepoint is open at a time.
+func (b *batchTx) savepoint(ctx context.Context) error {
+	query := `SAVEPOINT pgqueue_msg`
+	if b.marked {
+		query = `RELEASE SAVEPOINT pgqueue_msg; SAVEPOINT pgqueue_msg`
+	}
+	if err := b.exec(ctx, query); err != nil {
+		return err
+	}
+	b.marked = true
 	return nil
 }
 

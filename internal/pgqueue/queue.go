@@ -26,7 +26,7 @@
 //   - The transaction is shared by the messages of one batch, one after the other. Before each
 //     message is handed out the consumer sets a savepoint: a nack rolls back to it (the
 //     handler's writes are undone, even if a failed statement had aborted the transaction),
-//     then offers the message again as attempt n+1 after Config.Backoff. An ack releases it.
+//     then offers the message again as attempt n+1 after Config.Backoff. An ack keeps them.
 //   - Writes are committed when the whole batch is, not when the handler returns: until then
 //     they hold their row locks (other nodes' writers of the same rows wait) and are invisible.
 //   - The batch commits only if every message handed out in it was acknowledged. If one was not

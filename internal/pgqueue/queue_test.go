@@ -609,6 +609,39 @@ func TestSchemaCreationRacesSafely(t *testing.T) {
 	}
 }
 
+// TestStartingNodeDoesNotWaitForBatches starts a node while another holds a batch that wrote
+// to a topic's table: ensuring that topic's table must not wait for the batch (CREATE INDEX IF
+// NOT EXISTS would).
+func TestStartingNodeDoesNotWaitForBatches(t *testing.T) {
+	dsn := pgtest.New(t)
+	topics := map[string]TopicConfig{"fragments": {}, "deliver.a": {}}
+	q := newQueue(t, Config{DB: openDB(t, dsn), Topics: topics})
+	publish(t, q, "fragments", message.NewMessage(watermill.NewUUID(), nil))
+	m := receive(t, subscribe(t, q, context.Background(), "fragments"))
+	tx, _ := TxOf(m)
+	if err := q.PublishTx(context.Background(), tx, "deliver.a", message.NewMessage(watermill.NewUUID(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() {
+		q2, err := New(Config{DB: openDB(t, dsn), Topics: topics})
+		if err == nil {
+			q2.Close()
+		}
+		started <- err
+	}()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("second node: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatalf("second node still starting after %s while a batch is open", waitFor)
+	}
+	m.Ack()
+	eventually(t, "delivery published", func() bool { return depth(t, q, "deliver.a") == 1 })
+}
+
 func TestTopicsGetTheirOwnTables(t *testing.T) {
 	db, _ := pgtest.Open(t)
 	q := newQueue(t, Config{DB: db})

@@ -185,9 +185,18 @@ func (q *Queue) ensureTopic(ctx context.Context, topic string) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
 		return fmt.Errorf("create table of topic %q: lock: %w", topic, err)
 	}
-	for _, query := range queries {
-		if _, err := tx.ExecContext(ctx, query.Query, query.Args...); err != nil {
-			return fmt.Errorf("create table of topic %q: %w", topic, err)
+	// CREATE INDEX IF NOT EXISTS locks the table against writes before it finds the index, and
+	// would wait for every running batch: skip the DDL when it has nothing to do.
+	var exists bool
+	table := tableName(topic)
+	if err := tx.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`, table, table+"_ready").Scan(&exists); err != nil {
+		return fmt.Errorf("find table of topic %q: %w", topic, err)
+	}
+	if !exists {
+		for _, query := range queries {
+			if _, err := tx.ExecContext(ctx, query.Query, query.Args...); err != nil {
+				return fmt.Errorf("create table of topic %q: %w", topic, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
