@@ -5,8 +5,8 @@
 //
 // # Storage
 //
-// Each topic has its own table (see tableName; its COMMENT names the topic), created on first
-// use under an advisory lock. A publish inserts rows and NOTIFYs, both in the publisher's
+// Each topic has its own table (see tableName; its COMMENT names the topic), created by New for
+// Config.Topics or on first use, under an advisory lock. A publish inserts rows and NOTIFYs, both in the publisher's
 // transaction (PublishTx), so messages exist — and consumers wake — only once it commits.
 //
 // # Consuming: one transaction per batch
@@ -27,8 +27,11 @@
 //     message is handed out the consumer sets a savepoint: a nack rolls back to it (the
 //     handler's writes are undone, even if a failed statement had aborted the transaction),
 //     then offers the message again as attempt n+1 after Config.Backoff. An ack keeps them.
+//     Handlers may nest savepoints of their own but must not release or roll back to
+//     pgqueue_msg.
 //   - Writes are committed when the whole batch is, not when the handler returns: until then
 //     they hold their row locks (other nodes' writers of the same rows wait) and are invisible.
+//     A smaller BatchSize makes outcomes visible sooner; a bigger one costs fewer commits.
 //   - The batch commits only if every message handed out in it was acknowledged. If one was not
 //     (the queue closed or AckDeadline passed while its handler still ran), the whole batch is
 //     rolled back — its acked messages come back too (at-least-once) — so a handler's writes
@@ -39,9 +42,10 @@
 //     attempt number: the claim is a lock, and nothing written in the rolled-back transaction
 //     survives to count it. Nacks and RetryTx do count.
 //
-// Each consumer holds one connection of the pool while it has a batch, and the Queue one more
-// for LISTEN (shared by Queues on the same *sql.DB): size the pool (and max_connections) for
-// the sum of MaxInFlight over the subscribed topics, plus the publishers.
+// Each consumer holds one connection of the pool while it has a batch — including while it
+// waits for the subscriber to take a message — and the Queue one more for LISTEN (shared by
+// Queues on the same *sql.DB): size the pool (and max_connections) for the sum of MaxInFlight
+// over the subscribed topics, plus the publishers.
 package pgqueue
 
 import (
