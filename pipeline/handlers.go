@@ -79,7 +79,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 	refOf := func(index int) string { return news[index-offset].ExternalReference }
 
 	var done []tracker.Result // the terminal outcomes the transaction records
-	err = p.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	return p.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		done = done[:0]
 		trk := tx.Tracker()
 		cancelled, err := trk.AddMessages(requestID, news)
@@ -148,12 +148,9 @@ func (p *Pipeline) process(msg *message.Message) error {
 				return fmt.Errorf("queue delivery to sink %s: %w", sink, err)
 			}
 		}
+		p.afterFinished(ctx, tx, clientID, format, requestID, done)
 		return tx.Ack(msg)
 	})
-	if err == nil {
-		p.finished(ctx, clientID, format, requestID, done)
-	}
-	return err
 }
 
 // fragmentRecords returns the raw records msg schedules: kept by the store, or carried by the
@@ -280,18 +277,14 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 // settle records the outcomes of delivery d to sink (and their event) and acknowledges msg in
 // one transaction.
 func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tracker.Result) error {
-	var final []tracker.Result
-	err := p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
-		var err error
-		if final, err = p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs()); err != nil {
+	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+		final, err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs())
+		if err != nil {
 			return err
 		}
+		p.afterFinished(msg.Context(), tx, d.ClientID, d.Format, d.RequestID, final)
 		return tx.Ack(msg)
 	})
-	if err == nil && len(final) > 0 {
-		p.finished(msg.Context(), d.ClientID, d.Format, d.RequestID, final)
-	}
-	return err
 }
 
 // finish records rs, outcomes at sink of messages of request requestID, in tx, publishes the
@@ -354,7 +347,7 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		news[i] = tracker.NewMessage{Index: idx}
 	}
 	rs := results(indexes, tracker.Failed, "", reason)
-	err = p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
@@ -364,12 +357,9 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		if err := p.publishOutcomes(tx, msg.UUID+"/failed", msg.Metadata.Get(mdClient), requestID, rs, nil); err != nil {
 			return err
 		}
+		p.afterFinished(msg.Context(), tx, msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat), requestID, rs)
 		return tx.Ack(msg)
 	})
-	if err == nil {
-		p.finished(msg.Context(), msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat), requestID, rs)
-	}
-	return err
 }
 
 // delivery is the payload of a deliver.<sink> message.

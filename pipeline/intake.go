@@ -129,7 +129,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 			}
 			msgs[i] = f.msg
 		}
-		if err := tx.Publish(topicFragments, msgs...); err != nil {
+		if err := tx.Publish(TopicFragments, msgs...); err != nil {
 			return fmt.Errorf("enqueue request %s: %w", requestID, err)
 		}
 		if err := tx.Tracker().Accept(req); err != nil {

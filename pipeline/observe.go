@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/opengw/gateway/internal/metrics"
+	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/sinks"
 	"github.com/opengw/gateway/tracker"
 )
@@ -50,6 +52,18 @@ func (p *Pipeline) metered(name string, sink sinks.Sink) sinks.Sink {
 // finished is called once a transaction that recorded the terminal outcomes rs of request
 // requestID (of clientID, in format) has committed: it counts them and, when they were the
 // request's last, logs the request's completion with its summary.
+// afterFinished arranges for finished to run once tx has committed: the completion check reads
+// committed state (on PostgreSQL a handler's writes commit with its acknowledgement, after the
+// handler returns).
+func (p *Pipeline) afterFinished(ctx context.Context, tx store.Tx, clientID, format, requestID string, rs []tracker.Result) {
+	if len(rs) == 0 {
+		return
+	}
+	rs = slices.Clone(rs)
+	ctx = context.WithoutCancel(ctx)
+	tx.AfterCommit(func() { go p.finished(ctx, clientID, format, requestID, rs) })
+}
+
 func (p *Pipeline) finished(ctx context.Context, clientID, format, requestID string, rs []tracker.Result) {
 	if len(rs) == 0 {
 		return

@@ -35,7 +35,8 @@ import (
 )
 
 const (
-	topicFragments     = "fragments"
+	// TopicFragments schedules the processing of a request's fragments (see intake.go).
+	TopicFragments     = "fragments"
 	topicDeliverPrefix = "deliver."
 
 	mdRequest = "request_id"
@@ -141,7 +142,7 @@ func New(cfg Config) (*Pipeline, error) {
 	router.AddMiddleware(p.logFailures, cfg.Metrics.RouterMiddleware, middleware.Recoverer)
 
 	sub := cfg.Store.Queue()
-	router.AddConsumerHandler("process", topicFragments, sub, p.process)
+	router.AddConsumerHandler("process", TopicFragments, sub, p.process)
 	for _, name := range cfg.Sinks.Names() {
 		sink, _ := cfg.Sinks.Get(name)
 		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, sub, p.deliverTo(name, p.metered(name, sink)))
@@ -153,7 +154,7 @@ func New(cfg Config) (*Pipeline, error) {
 // suit their message sizes, for configuring the queue.
 func QueueTopics(sinkNames []string) map[string]store.TopicConfig {
 	topics := map[string]store.TopicConfig{
-		topicFragments: {BatchSize: 64, MaxInFlight: 64},
+		TopicFragments: {BatchSize: 64, MaxInFlight: 64, Large: true},
 	}
 	for _, n := range sinkNames {
 		topics[topicDeliverPrefix+n] = store.TopicConfig{BatchSize: 128, MaxInFlight: 256}
@@ -213,7 +214,7 @@ func (p *Pipeline) backlogLoop(ctx context.Context) {
 
 // refreshBacklog counts the fragments waiting in the queue (a covering-index count).
 func (p *Pipeline) refreshBacklog(ctx context.Context) error {
-	n, err := p.cfg.Store.Queue().Depth(ctx, topicFragments)
+	n, err := p.cfg.Store.Queue().Depth(ctx, TopicFragments)
 	if err != nil {
 		return err
 	}

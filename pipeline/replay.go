@@ -89,7 +89,7 @@ func Replay(ctx context.Context, st store.Store, clientID string, f tracker.Filt
 			for off, indexes := range byFragment(j.offsets, moved) {
 				msgs = append(msgs, fragmentMessage(j.req.ID, clientID, j.req.Format, off, 0, indexes))
 			}
-			if err := tx.Publish(topicFragments, msgs...); err != nil {
+			if err := tx.Publish(TopicFragments, msgs...); err != nil {
 				return fmt.Errorf("queue replay of request %s: %w", j.req.ID, err)
 			}
 		}

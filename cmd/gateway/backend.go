@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +14,12 @@ import (
 	"github.com/opengw/gateway/internal/config"
 	"github.com/opengw/gateway/internal/integrations"
 	"github.com/opengw/gateway/internal/logging"
+	"github.com/opengw/gateway/internal/pgqueue"
+	"github.com/opengw/gateway/internal/pgstore"
 	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/pipeline"
+	"github.com/opengw/gateway/sinks"
 	"github.com/opengw/gateway/transports"
 )
 
@@ -24,6 +30,8 @@ type backend struct {
 	integrations integrations.Store
 	// jwtKey returns the key tokens are signed with: shared by every node of a cluster.
 	jwtKey func() ([]byte, error)
+	// sinkOptions are what sinks need of the backend (postgres sinks default to its database).
+	sinkOptions []sinks.OpenOption
 	// close releases the backend (and the data folder lock); it runs after the router stopped.
 	close func()
 }
@@ -109,6 +117,58 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
+// Connections of one node's PostgreSQL pool. Each queue consumer holds one while it has a batch
+// (pgqueue.TopicsFrom: at most 2 per topic), plus the LISTEN connection, intake commits, tracking searches, the
+// dispatcher and the sender. Three nodes stay within PostgreSQL's default max_connections (100)
+// together with their postgres sinks' own pools.
+const pgMaxConns = 24
+
+// openPostgres opens the shared database: the queue (watermill-sql), the store and the
+// integrations, each creating its schema under an advisory lock so nodes can start together.
+// There is no data folder lock: every node works on the same database.
 func openPostgres(cfg *config.Config, log *slog.Logger, topics map[string]store.TopicConfig, use backendUse) (*backend, error) {
-	return nil, fmt.Errorf("%s: database %s: PostgreSQL backend not wired yet", cfg.File, redactURL(cfg.Database))
+	ctx := context.Background()
+	db, err := sql.Open("pgx", cfg.Database)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", redactURL(cfg.Database), err)
+	}
+	db.SetMaxOpenConns(pgMaxConns)
+	db.SetMaxIdleConns(pgMaxConns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to database %s: %w", redactURL(cfg.Database), err)
+	}
+	topics = maps.Clone(topics)
+	for _, name := range []string{pipeline.TopicEvents, integrations.TopicPlatform} {
+		topics[name] = store.TopicConfig{BatchSize: 16, MaxInFlight: 1}
+	}
+	queue, err := pgqueue.New(pgqueue.Config{DB: db, Logger: logging.Watermill(log), Topics: pgqueue.TopicsFrom(topics)})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open queue in %s: %w", redactURL(cfg.Database), err)
+	}
+	closeAll := func() { queue.Close(); db.Close() }
+	st, err := pgstore.New(ctx, db, queue)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	integ, err := pgstore.NewIntegrations(ctx, db)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	return &backend{
+		store:        st,
+		integrations: integ,
+		jwtKey: func() ([]byte, error) {
+			if cfg.Auth.JWT.Key != "" {
+				return transports.LoadOrCreateKey("", cfg.Auth.JWT.Key)
+			}
+			// Generated once into the database, so every node verifies every node's tokens.
+			return st.SharedSecret(ctx, "jwt", 32)
+		},
+		sinkOptions: []sinks.OpenOption{sinks.WithDatabase(cfg.Database)},
+		close:       func() { st.Close(); closeAll() },
+	}, nil
 }

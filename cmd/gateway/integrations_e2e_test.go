@@ -15,6 +15,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/opengw/gateway/internal/integrations/integrationstest"
+	"github.com/opengw/gateway/internal/pgtest"
 )
 
 // The integrations end to end: the real gateway (run(), or the real binary where it is killed),
@@ -30,6 +31,9 @@ var webhookBackends = []struct {
 	config func(t *testing.T, schedule string) string
 }{
 	{"SQLite", webhookConfig},
+	{"PostgreSQL", func(t *testing.T, schedule string) string {
+		return withDatabase(t, webhookConfig(t, schedule), pgtest.New(t))
+	}},
 }
 
 var scheduleLine = regexp.MustCompile(`schedule: \[[^\]]*\]`)

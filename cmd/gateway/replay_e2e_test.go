@@ -15,9 +15,10 @@ import (
 // invalidUntilFixed starts a gateway whose activity mapping wrongly refuses calls, pushes two
 // calls (they end Invalid), then fixes the mapping and waits for the hot reload. It returns the
 // gateway, the request id, the config and the data folder.
-func invalidUntilFixed(t *testing.T) (g *gateway, requestID, cfgPath, dataDir string) {
+func invalidUntilFixed(t *testing.T, b gatewayBackend) (g *gateway, requestID, cfgPath, dataDir string) {
 	t.Helper()
 	cfgPath, mappingsDir := copyExample(t)
+	cfgPath = b.config(t, cfgPath)
 	activity := filepath.Join(mappingsDir, "activity.yaml")
 	good, err := os.ReadFile(activity)
 	if err != nil {
@@ -48,8 +49,10 @@ func invalidUntilFixed(t *testing.T) (g *gateway, requestID, cfgPath, dataDir st
 // TestReplayAfterMappingFix: records made Invalid by a mapping bug are replayed through
 // POST /tracking/replay once the mapping is fixed (hot reload) and end Complete, their earlier
 // errors still shown; another client cannot replay them; a second replay finds nothing.
-func TestReplayAfterMappingFix(t *testing.T) {
-	g, id, _, _ := invalidUntilFixed(t)
+func TestReplayAfterMappingFix(t *testing.T) { forEachBackend(t, testReplayAfterMappingFix) }
+
+func testReplayAfterMappingFix(t *testing.T, b gatewayBackend) {
+	g, id, _, _ := invalidUntilFixed(t, b)
 	replay := func(client, secret, body string) (int, []byte) {
 		status, _, out := g.do(t, "POST", "/tracking/replay", client, secret, "application/json", []byte(body))
 		return status, out
@@ -88,8 +91,10 @@ func TestReplayAfterMappingFix(t *testing.T) {
 
 // TestReplayCommand: `gateway replay --status Invalid` beside a running gateway (same data
 // folder) puts the messages back to Queued; the gateway processes them through the fixed mapping.
-func TestReplayCommand(t *testing.T) {
-	g, id, cfgPath, dataDir := invalidUntilFixed(t)
+func TestReplayCommand(t *testing.T) { forEachBackend(t, testReplayCommand) }
+
+func testReplayCommand(t *testing.T, b gatewayBackend) {
+	g, id, cfgPath, dataDir := invalidUntilFixed(t, b)
 	out, err := runTool(t, "", "replay", "--config", cfgPath, "--data", dataDir, "--status", "Invalid", "--format", "activity")
 	if err != nil || !strings.Contains(out, "client demo: 2 messages replayed") {
 		t.Fatalf("gateway replay: %v\n%s", err, out)

@@ -58,7 +58,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	defer be.close()
 	st := be.store
-	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir)
+	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir, be.sinkOptions...)
 	if err != nil {
 		return fmt.Errorf("open sinks: %w", err)
 	}

@@ -343,6 +343,8 @@ type batchTx struct {
 	failed  error // first failure of a statement of the consumer's
 
 	marked bool // a savepoint is open; used by the forwarding goroutine only
+
+	afterCommit []func() // run once the batch has committed (AfterCommit)
 }
 
 func (b *batchTx) ExecContext(ctx context.Context, query string, args ...any) (wmsql.Result, error) {
@@ -360,7 +362,17 @@ func (b *batchTx) Commit() error {
 	handed, covered, failed := b.handed, b.covered, b.failed
 	b.mu.Unlock()
 	if failed == nil && covered >= handed {
-		return b.tx.Commit()
+		if err := b.tx.Commit(); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		fns := b.afterCommit
+		b.afterCommit = nil
+		b.mu.Unlock()
+		for _, fn := range fns {
+			fn()
+		}
+		return nil
 	}
 	if failed == nil {
 		failed = fmt.Errorf("%d of the %d messages handed out were not acknowledged", handed-covered, handed)

@@ -115,6 +115,21 @@ type TopicConfig struct {
 	MaxInFlight int
 }
 
+// TopicsFrom turns backend-neutral topic tuning into this queue's, where every consumer of a
+// topic holds a transaction and a pool connection while it has a batch: at most two consumers
+// per topic and process, batches of at most 16, big messages one at a time.
+func TopicsFrom(topics map[string]store.TopicConfig) map[string]TopicConfig {
+	out := make(map[string]TopicConfig, len(topics))
+	for name, t := range topics {
+		c := TopicConfig{BatchSize: min(max(t.BatchSize, 1), 16), MaxInFlight: min(max(t.MaxInFlight, 1), 2)}
+		if t.Large {
+			c.BatchSize = 1
+		}
+		out[name] = c
+	}
+	return out
+}
+
 // Queue is a Watermill message.Publisher and store.Queue backed by PostgreSQL. All methods are
 // safe for concurrent use.
 //
@@ -375,6 +390,23 @@ func TxFromContext(ctx context.Context) (tx *sql.Tx, ok bool) {
 	}
 	return d.batch.tx, true
 }
+
+// AfterCommit arranges for fn to run once the transaction of the delivered message ctx comes
+// from has committed (never if it rolls back), and reports whether ctx is such a context.
+func (q *Queue) AfterCommit(ctx context.Context, fn func()) bool {
+	d, ok := ctx.Value(deliveryKey{}).(*delivery)
+	if !ok {
+		return false
+	}
+	d.batch.mu.Lock()
+	d.batch.afterCommit = append(d.batch.afterCommit, fn)
+	d.batch.mu.Unlock()
+	return true
+}
+
+// TxFromContext is the package's TxFromContext as a method, so that a store can take the queue
+// behind a small interface.
+func (q *Queue) TxFromContext(ctx context.Context) (*sql.Tx, bool) { return TxFromContext(ctx) }
 
 // RetryTx offers msg, a message q delivered, again as delivery attempt AttemptKey+1, not before
 // notBefore (nor before now), once tx commits; tx must be msg's own transaction (TxOf). The

@@ -26,4 +26,3 @@ func TestIntegrationsSuite(t *testing.T) {
 		return integrationstest.Backend{Store: s, Update: st.Update}
 	})
 }
-

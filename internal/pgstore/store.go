@@ -50,6 +50,9 @@ type Queue interface {
 	// consumes a message in a transaction that commits when the handler acks it), or false.
 	// For a delivered msg, TxFromContext(msg.Context()) is the transaction it was delivered in.
 	TxFromContext(ctx context.Context) (*sql.Tx, bool)
+	// AfterCommit runs fn once the delivery transaction of ctx has committed; false if ctx is
+	// not a delivered message's.
+	AfterCommit(ctx context.Context, fn func()) bool
 }
 
 // maxAttempts bounds how many times Update runs fn when PostgreSQL aborts the transaction for
@@ -123,12 +126,16 @@ func (s *Store) runOnce(ctx context.Context, fn func(t *txn) error) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: begin transaction: %w", err)
 	}
-	if err := fn(&txn{ctx: ctx, tx: tx, s: s}); err != nil {
+	t := &txn{ctx: ctx, tx: tx, s: s}
+	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
+	}
+	for _, f := range t.afterCommit {
+		f()
 	}
 	return nil
 }
@@ -139,10 +146,15 @@ func (s *Store) updateIn(ctx context.Context, outer *sql.Tx, fn func(tx store.Tx
 		if _, err := outer.ExecContext(ctx, "SAVEPOINT pgstore_update"); err != nil {
 			return fmt.Errorf("pgstore: savepoint in the delivery's transaction: %w", err)
 		}
-		err := fn(&txn{ctx: ctx, tx: outer, s: s})
+		t := &txn{ctx: ctx, tx: outer, s: s}
+		err := fn(t)
 		if err == nil {
 			if _, err := outer.ExecContext(ctx, "RELEASE SAVEPOINT pgstore_update"); err != nil {
 				return fmt.Errorf("pgstore: release savepoint: %w", err)
+			}
+			// The delivery's transaction commits later, with its acknowledgement.
+			for _, f := range t.afterCommit {
+				s.queue.AfterCommit(ctx, f)
 			}
 			return nil
 		}
@@ -180,12 +192,21 @@ func pause(ctx context.Context, attempt int) error {
 }
 
 // Queue returns the queue New was given.
+//
+// Its Close does nothing: Watermill's router closes a subscriber before its handlers finish,
+// which would roll back every batch in flight; the queue's owner closes it after the router has
+// stopped.
 func (s *Store) Queue() store.Queue {
 	if s.queue == nil {
 		return nil
 	}
-	return s.queue
+	return unclosable{s.queue}
 }
+
+// unclosable hides the queue's Close from the router.
+type unclosable struct{ store.Queue }
+
+func (unclosable) Close() error { return nil }
 
 // Tracker answers tracking searches and cancels requests.
 func (s *Store) Tracker() tracker.Store { return trackerStore{s} }
@@ -222,10 +243,13 @@ func (s *Store) Close() error {
 
 // txn is one transaction of the store: its own, or a delivery's (under a savepoint).
 type txn struct {
-	ctx context.Context
-	tx  *sql.Tx
-	s   *Store
+	ctx         context.Context
+	tx          *sql.Tx
+	s           *Store
+	afterCommit []func()
 }
+
+func (t *txn) AfterCommit(fn func()) { t.afterCommit = append(t.afterCommit, fn) }
 
 var _ store.Tx = (*txn)(nil)
 

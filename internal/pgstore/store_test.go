@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/opengw/gateway/internal/pgqueue"
 	"github.com/opengw/gateway/internal/pgtest"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/internal/store/storetest"
@@ -60,6 +61,12 @@ func (q *testQueue) PublishTx(ctx context.Context, tx *sql.Tx, topic string, msg
 	return nil
 }
 
+// AfterCommit keeps nothing: the test queue's deliveries never commit on their own.
+func (q *testQueue) AfterCommit(ctx context.Context, fn func()) bool {
+	_, ok := q.TxFromContext(ctx)
+	return ok
+}
+
 func (q *testQueue) RetryTx(*sql.Tx, *message.Message, time.Time) error {
 	return errors.New("the test queue does not retry")
 }
@@ -80,20 +87,33 @@ func withDelivery(ctx context.Context, tx *sql.Tx) context.Context {
 func openStore(t testing.TB, now func() time.Time) (*Store, *sql.DB) {
 	t.Helper()
 	db, _ := pgtest.Open(t)
-	s, err := New(context.Background(), db, newTestQueue(t, db))
+	return openStoreOn(t, db, newTestQueue(t, db), now), db
+}
+
+// openStoreOn is a store on db with queue.
+func openStoreOn(t testing.TB, db *sql.DB, queue Queue, now func() time.Time) *Store {
+	t.Helper()
+	s, err := New(context.Background(), db, queue)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Now = now
 	t.Cleanup(func() { s.Close() })
-	return s, db
+	return s
 }
 
+// TestStoreSuite runs the shared suite on PostgreSQL with the real queue (internal/pgqueue);
+// the tests below use a table-backed test queue where they need to fake a delivery.
 func TestStoreSuite(t *testing.T) {
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T, now func() time.Time) store.Store {
-			s, _ := openStore(t, now)
-			return s
+			db, _ := pgtest.Open(t)
+			q, err := pgqueue.New(pgqueue.Config{DB: db})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { q.Close() })
+			return openStoreOn(t, db, q, now)
 		},
 		Reopen: func(t *testing.T, old store.Store, now func() time.Time) store.Store {
 			o := old.(*Store)

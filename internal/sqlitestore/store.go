@@ -100,20 +100,23 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if store.IsUrgent(ctx) {
 		ctx = sqlitedb.Urgent(ctx)
 	}
-	var published []string
+	var done *tx
 	err := s.db.Write(ctx, func(sqlTx *sql.Tx) error {
 		t := &tx{tx: sqlTx, s: s}
 		if err := fn(t); err != nil {
 			return err
 		}
-		published = t.published
+		done = t
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, topic := range published {
+	for _, topic := range done.published {
 		s.queue.Notify(topic)
+	}
+	for _, f := range done.afterCommit {
+		f()
 	}
 	return nil
 }
@@ -159,10 +162,13 @@ func (queue) Close() error { return nil }
 
 // tx implements store.Tx on one sqlitedb.Write transaction.
 type tx struct {
-	tx        *sql.Tx
-	s         *Store
-	published []string
+	tx          *sql.Tx
+	s           *Store
+	published   []string
+	afterCommit []func()
 }
+
+func (t *tx) AfterCommit(fn func()) { t.afterCommit = append(t.afterCommit, fn) }
 
 func (t *tx) Tracker() tracker.Writer { return trackerTx{t.s.tracker, t.tx} }
 
