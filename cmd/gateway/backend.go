@@ -30,6 +30,9 @@ type backend struct {
 	integrations integrations.Store
 	// jwtKey returns the key tokens are signed with: shared by every node of a cluster.
 	jwtKey func() ([]byte, error)
+	// describe names the storage for the listen line: the SQLite folder or the database URL
+	// (password hidden).
+	describe string
 	// sinkOptions are what sinks need of the backend (postgres sinks default to its database).
 	sinkOptions []sinks.OpenOption
 	// close releases the backend (and the data folder lock); it runs after the router stopped.
@@ -84,6 +87,7 @@ func openSQLite(cfg *config.Config, log *slog.Logger, topics map[string]store.To
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return &backend{
+		describe:     "sqlite:" + cfg.DataDir,
 		store:        st,
 		integrations: st.Integrations(),
 		jwtKey:       func() ([]byte, error) { return transports.LoadOrCreateKey(cfg.DataDir, cfg.Auth.JWT.Key) },
@@ -159,6 +163,7 @@ func openPostgres(cfg *config.Config, log *slog.Logger, topics map[string]store.
 		return nil, err
 	}
 	return &backend{
+		describe:     redactURL(cfg.Database),
 		store:        st,
 		integrations: integ,
 		jwtKey: func() ([]byte, error) {

@@ -131,7 +131,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	hooks.start(runCtx)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
-	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "data", cfg.DataDir,
+	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "storage", be.describe,
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.
