@@ -97,7 +97,7 @@ func (p *Pipeline) logIfComplete(ctx context.Context, clientID, requestID string
 		}
 		return
 	}
-	page, err := trk.Find(ctx, clientID, tracker.Filter{RequestIDs: []string{requestID}, PageSize: 1})
+	page, err := trk.Find(ctx, clientID, tracker.Filter{RequestIDs: []string{requestID}, PageSize: 1, MessagePageSize: 1}) // the summary counts all
 	if err != nil || len(page.Requests) == 0 || page.Requests[0].Status != tracker.Complete {
 		return
 	}

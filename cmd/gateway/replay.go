@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"time"
 
 	"github.com/opengw/gateway/pipeline"
@@ -26,7 +25,12 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	status := fs.String("status", "", "replay every message in this status: Failed or Invalid")
 	since := fs.String("since", "", "with --status: only requests received since this time (RFC 3339)")
 	format := fs.String("format", "", "with --status: only requests of this format")
+	logFlags := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := logFlags.logger(stderr)
+	if err != nil {
 		return err
 	}
 	var f tracker.Filter
@@ -62,7 +66,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if *database != "" {
 		cfg.Database = *database
 	}
-	be, err := openBackend(cfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), forTool)
+	be, err := openBackend(cfg, log, forTool)
 	if err != nil {
 		return err
 	}

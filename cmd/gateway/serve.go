@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opengw/gateway/internal/config"
+	"github.com/opengw/gateway/internal/integrations"
 	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
@@ -65,7 +66,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	defer sinkSet.Close()
 
 	mx := metrics.New()
-	mx.WatchQueue(st.Queue(), slices.Sorted(maps.Keys(pipeline.QueueTopics(cfg.SinkNames())))...)
+	mx.WatchQueue(st.Queue(), append(slices.Sorted(maps.Keys(pipeline.QueueTopics(cfg.SinkNames()))),
+		pipeline.TopicEvents, integrations.TopicPlatform)...)
 	var current atomic.Pointer[mappings.Set]
 	current.Store(set)
 	pl, err := pipeline.New(pipeline.Config{

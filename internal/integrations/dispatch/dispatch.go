@@ -340,7 +340,7 @@ func messageDeliveries(ev pipeline.Event, ints []integrations.Integration) ([]in
 // Failures are logged: the sweep checks again.
 func (d *Dispatcher) checkCompletion(ctx context.Context, p integrations.RequestProgress) {
 	log := d.cfg.Log.With("request_id", p.RequestID, "client", p.ClientID)
-	page, err := d.cfg.Tracker.Find(ctx, p.ClientID, tracker.Filter{RequestIDs: []string{p.RequestID}})
+	page, err := d.cfg.Tracker.Find(ctx, p.ClientID, tracker.Filter{RequestIDs: []string{p.RequestID}, MessagePageSize: 1}) // the summary counts all
 	if err != nil {
 		log.Warn("check request completion", "err", err)
 		return
