@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -373,6 +374,12 @@ func TestWebhookRetryAndDeadReceiver(t *testing.T) {
 			if retried.Get("attempts.0.responseStatus").Int() != 503 || retried.Get("attempts.1.responseStatus").Int() != 200 ||
 				retried.Get("deliveryId").String() != got[0].ID || retried.Get("status").String() != "succeeded" {
 				t.Fatalf("log of the retried delivery: %s", log.Raw)
+			}
+			_, _, metrics := g.do(t, "GET", "/metrics", "", "", "", nil)
+			for _, want := range []string{`gateway_webhook_deliveries_total{result="delivered"}`, `gateway_webhook_deliveries_total{result="retrying"}`} {
+				if !bytes.Contains(metrics, []byte(want)) {
+					t.Fatalf("/metrics lacks %s:\n%s", want, metrics)
+				}
 			}
 		})
 	}

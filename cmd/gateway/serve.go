@@ -76,13 +76,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
 		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Metrics: mx, Log: log,
 		RetainRecords: cfg.Retention.Payloads, RetainTracking: cfg.Retention.Tracking,
+		TrackAtIntake: cfg.Pipeline.TrackAtIntake,
 		// Status events feed the integrations; without a hub no client can have one.
 		PublishEvents: slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.Hubs) > 0 }),
 	})
 	if err != nil {
 		return err
 	}
-	hooks, err := newWebhooks(cfg, st, be.integrations, log)
+	hooks, err := newWebhooks(cfg, st, be.integrations, mx, log)
 	if err != nil {
 		return err
 	}

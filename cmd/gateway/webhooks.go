@@ -8,6 +8,7 @@ import (
 	"github.com/opengw/gateway/internal/config"
 	"github.com/opengw/gateway/internal/integrations"
 	"github.com/opengw/gateway/internal/integrations/dispatch"
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/transports"
 )
@@ -22,7 +23,7 @@ type webhooks struct {
 	done       chan error
 }
 
-func newWebhooks(cfg *config.Config, st store.Store, integ integrations.Store, log *slog.Logger) (*webhooks, error) {
+func newWebhooks(cfg *config.Config, st store.Store, integ integrations.Store, mx *metrics.Metrics, log *slog.Logger) (*webhooks, error) {
 	wake := &integrations.Signal{}
 	guard := &integrations.Guard{AllowPrivate: cfg.Webhooks.AllowPrivate}
 	clients := make([]dispatch.Client, len(cfg.Clients))
@@ -37,6 +38,7 @@ func newWebhooks(cfg *config.Config, st store.Store, integ integrations.Store, l
 	}
 	sender := integrations.NewSender(integrations.SenderConfig{
 		Store: integ, Guard: guard, Timeout: cfg.Webhooks.Timeout, Schedule: cfg.Webhooks.Schedule, Wake: wake, Log: log,
+		Observe: mx.WebhookDelivery,
 	})
 	api := &transports.IntegrationsAPI{
 		Manager:  &integrations.Manager{Store: integ, Guard: guard, KeyOverlap: cfg.Webhooks.KeyOverlap, Wake: wake},

@@ -89,6 +89,11 @@ type Pipeline struct {
 	// MaxBacklog: queued fragments beyond which intake answers 503 with Retry-After; default
 	// 100000, -1 for no limit.
 	MaxBacklog int `yaml:"max_backlog"`
+	// TrackAtIntake: requests of up to this many records have their messages recorded in the
+	// intake transaction (findable by externalReference from the 202 on); bigger requests'
+	// messages are recorded when split, soon after. Default 1000; raising it to 10000 makes
+	// every record findable at once at the cost of slower acknowledgements of big pushes.
+	TrackAtIntake int `yaml:"track_at_intake"`
 }
 
 // Retention bounds how long the gateway keeps what it accepted.

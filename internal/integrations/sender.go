@@ -59,6 +59,9 @@ type SenderConfig struct {
 	MaxLanes int
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Observe, if set, hears of every recorded attempt: its result ("delivered", "retrying",
+	// "failed" or "paused") and how long it took. It must not block (metrics).
+	Observe func(result string, took time.Duration)
 }
 
 // Sender sends due deliveries: one lane per integration, one attempt at a time per lane, lanes
@@ -170,7 +173,23 @@ func (s *Sender) lane(ctx context.Context, id string) {
 			s.cfg.Log.Error("record webhook attempt", "integration", id, "webhook_id", a.Delivery.ID, "err", err)
 			return
 		}
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(o.result(), o.Duration)
+		}
 	}
+}
+
+// result names an attempt's outcome for Observe.
+func (o Outcome) result() string {
+	switch {
+	case o.Pause:
+		return "paused"
+	case o.State == Succeeded:
+		return "delivered"
+	case o.State == Pending:
+		return "retrying"
+	}
+	return "failed"
 }
 
 // attempt sends a once and says what came of it; ok is false if ctx was cancelled meanwhile.
