@@ -12,6 +12,7 @@ import (
 
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
+	"github.com/opengw/gateway/transports/console"
 )
 
 // MaxBodyBytes is the largest push body accepted (10 MiB).
@@ -48,6 +49,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/tracking/cancel", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.Tracking.Cancel(w, r, p.ClientID)
 	})})
+	mux.Handle("/api/v1/formats", methods{"GET": s.authorized("push", s.formats)})
+	mux.Handle(console.Prefix, console.Handler()) // "/console" redirects here (ServeMux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})
