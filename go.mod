@@ -14,6 +14,7 @@ require (
 	github.com/tidwall/gjson v1.20.1
 	golang.org/x/crypto v0.58.0
 	golang.org/x/text v0.43.0
+	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 

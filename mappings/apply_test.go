@@ -39,7 +39,7 @@ func TestApply(t *testing.T) {
 			name: "valid sale",
 			rec: `{"kind": "sale", "order": {"id": "o1", "total": "12.50", "at": "2020-05-18T21:15:00-5:00",
 				"customer": "Jane@Example.COM", "lines": [{"sku": "A"}, {"sku": "B"}]}}`,
-			want: Outcome{Route: "sales", Sink: "sales", Fields: []Field{
+			want: Outcome{Routes: []RouteOutput{{Route: "sales", Sink: "sales", Fields: []Field{
 				{"order_id", "o1"},
 				{"total", 12.5},
 				{"at", "2020-05-19T02:15:00Z"},
@@ -48,17 +48,17 @@ func TestApply(t *testing.T) {
 				{"first_sku", "A"},
 				{"note", "none"},
 				{"href", "https://shop.example/orders?id=o1&x=<1>"},
-			}},
+			}}}},
 		},
 		{
 			name: "route without a name",
 			rec:  `{"kind": "refund", "order": {"id": "o2", "total": 10, "refunded": 2.5}}`,
-			want: Outcome{Route: "routes[1]", Sink: "refunds", Fields: []Field{{"order_id", "o2"}, {"ratio", 0.25}}},
+			want: Outcome{Routes: []RouteOutput{{Route: "routes[1]", Sink: "refunds", Fields: []Field{{"order_id", "o2"}, {"ratio", 0.25}}}}},
 		},
 		{
 			name: "condition on a record field",
 			rec:  `{"kind": "other", "order": {"id": "o3", "flag": true}}`,
-			want: Outcome{Route: "routes[2]", Sink: "flagged", Fields: []Field{{"order_id", "o3"}}},
+			want: Outcome{Routes: []RouteOutput{{Route: "routes[2]", Sink: "flagged", Fields: []Field{{"order_id", "o3"}}}}},
 		},
 		{
 			name: "not an object",
@@ -103,7 +103,7 @@ func TestApply(t *testing.T) {
 		{
 			name: "every failing field is reported",
 			rec:  `{"kind": "sale", "order": {"id": "o8", "total": 1, "at": "yesterday", "lines": []}}`,
-			want: Outcome{Route: "sales", Sink: "sales", Errors: []string{
+			want: Outcome{Errors: []string{
 				`field at: utc: cannot parse "yesterday" as a timestamp`,
 				`field customer: lower: expected a string, got null`,
 			}},
@@ -111,7 +111,7 @@ func TestApply(t *testing.T) {
 		{
 			name: "field that is not JSON",
 			rec:  `{"kind": "refund", "order": {"id": "o9", "total": 0, "refunded": 1}}`,
-			want: Outcome{Route: "routes[1]", Sink: "refunds", Errors: []string{"field ratio: +Inf is not a JSON number"}},
+			want: Outcome{Errors: []string{"field ratio: +Inf is not a JSON number"}},
 		},
 	}
 	for _, tt := range tests {
@@ -127,19 +127,100 @@ func TestApply(t *testing.T) {
 	}
 }
 
+// TestApplyRoutesModeAll: every matching route takes the record, in declared order; errors of
+// every route are reported and name it.
+func TestApplyRoutesModeAll(t *testing.T) {
+	m := mustLoadFile(t, "testdata/fanout.yaml")
+	tests := []struct {
+		name string
+		rec  string
+		want Outcome
+	}{
+		{
+			name: "two routes match",
+			rec:  `{"id": "c1", "amount": "1.299,50", "urgent": "Y"}`,
+			want: Outcome{Routes: []RouteOutput{
+				{Route: "table", Sink: "claims", Fields: []Field{{"id", "c1"}, {"amount", 1299.5}}},
+				{Route: "api", Sink: "claims_api", Fields: []Field{{"id", "c1"}, {"urgent", true}}},
+			}},
+		},
+		{
+			name: "one route matches",
+			rec:  `{"id": "c2", "amount": 5, "urgent": "N"}`,
+			want: Outcome{Routes: []RouteOutput{{Route: "table", Sink: "claims", Fields: []Field{{"id", "c2"}, {"amount", 5.0}}}}},
+		},
+		{
+			name: "two matching routes to one sink",
+			rec:  `{"id": "c3", "amount": 5, "urgent": "N", "kind": "audit"}`,
+			want: Outcome{Errors: []string{"routes table and audit both take this record to sink claims; a record goes to a sink once"}},
+		},
+		{
+			name: "every when is evaluated",
+			rec:  `{"id": "c4", "amount": 5, "urgent": "maybe", "kind": 7}`,
+			want: Outcome{Errors: []string{`route api: when: boolean: cannot read "maybe" as yes or no (Y/N, yes/no, true/false, 1/0)`}},
+		},
+		{
+			name: "field errors name their route",
+			rec:  `{"id": "c5", "amount": "1,299.50", "urgent": "Y"}`,
+			want: Outcome{Errors: []string{`route table: field amount: number: cannot parse "1,299.50" as a number with decimal mark ",": the fraction must be digits only`}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := m.Apply([]byte(tt.rec)); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Apply:\n got %#v\nwant %#v", got, tt.want)
+			}
+		})
+	}
+	if got := m.RecordType([]byte(`{"id": "c1"}`)); got != "claim" {
+		t.Errorf("RecordType with type: {const: claim} = %q", got)
+	}
+}
+
+// TestApplyTypeFieldMissing: a record without the field that `type:` names is invalid, and
+// the message says how to give every record one type.
+func TestApplyTypeFieldMissing(t *testing.T) {
+	m := mustLoadFile(t, writeMapping(t, "typed.yaml", `
+format: typed
+type: claim
+routes:
+  - sink: s
+    fields: {a: a}
+`))
+	want := []string{"type field claim is missing (for one type on every record, write type: {const: NAME})"}
+	for _, rec := range []string{`{"a": 1}`, `{"a": 1, "claim": null}`} {
+		if got := m.Apply([]byte(rec)); !reflect.DeepEqual(got.Errors, want) {
+			t.Errorf("Apply(%s) errors = %q, want %q", rec, got.Errors, want)
+		}
+	}
+	if got := m.Apply([]byte(`{"a": 1, "claim": "x"}`)); !got.Valid() {
+		t.Errorf("a record with its type field is invalid: %q", got.Errors)
+	}
+}
+
+// TestApplyFirstModeRouteErrorStops: in routes_mode first a when that fails ends routing,
+// as before routes_mode existed, even if a later route would match.
+func TestApplyFirstModeRouteErrorStops(t *testing.T) {
+	m := mustLoadFile(t, "testdata/orders.yaml")
+	got := m.Apply([]byte(`{"kind": "other", "order": {"id": "o7", "flag": "yes"}}`))
+	if want := []string{`route routes[2]: when: expected a boolean, got "yes"`}; !reflect.DeepEqual(got.Errors, want) || got.Routes != nil {
+		t.Errorf("Apply = %+v, want errors %q", got, want)
+	}
+}
+
 func TestOutcomeJSON(t *testing.T) {
 	m := mustLoadFile(t, "testdata/orders.yaml")
 	out := m.Apply([]byte(`{"kind": "sale", "order": {"id": "o1", "total": 12.5, "at": 1589854500,
 		"customer": "jane@example.com", "lines": [{"sku": "A"}], "note": "gift"}}`))
 	want := `{"order_id":"o1","total":12.5,"at":"2020-05-19T02:15:00Z","customer":"jane@example.com",` +
 		`"skus":["A"],"first_sku":"A","note":"gift","href":"https://shop.example/orders?id=o1&x=<1>"}`
-	if got := string(out.JSON()); got != want {
+	if got := string(out.Routes[0].JSON()); got != want {
 		t.Errorf("JSON()\n got %s\nwant %s", got, want)
 	}
-	if got := string((Outcome{}).JSON()); got != "{}" {
+	if got := string((RouteOutput{}).JSON()); got != "{}" {
 		t.Errorf("empty JSON() = %s", got)
 	}
-	bad := Outcome{Fields: []Field{{"f", make(chan int)}, {"g", 1}}}
+	bad := RouteOutput{Fields: []Field{{"f", make(chan int)}, {"g", 1}}}
 	if got := string(bad.JSON()); got != `{"f":null,"g":1}` {
 		t.Errorf("JSON() with an unencodable value = %s", got)
 	}
@@ -181,7 +262,7 @@ routes:
 	if got := untyped.RecordID([]byte(`{"id": "x"}`)); got != "" {
 		t.Errorf("RecordID without an id path = %q, want \"\"", got)
 	}
-	if got := untyped.Apply([]byte(`{"a": 1}`)); !got.Valid() || got.Route != "routes[0]" {
+	if got := untyped.Apply([]byte(`{"a": 1}`)); !got.Valid() || got.Routes[0].Route != "routes[0]" {
 		t.Errorf("a route without when did not match: %+v", got)
 	}
 }
@@ -229,7 +310,7 @@ func TestApplyDoesNotAliasInput(t *testing.T) {
 	for i := range buf {
 		buf[i] = 'x'
 	}
-	if out.Fields[0].Value != "o2" {
-		t.Errorf("order_id = %v after the buffer was overwritten", out.Fields[0].Value)
+	if out.Routes[0].Fields[0].Value != "o2" {
+		t.Errorf("order_id = %v after the buffer was overwritten", out.Routes[0].Fields[0].Value)
 	}
 }

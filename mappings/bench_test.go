@@ -43,6 +43,6 @@ func BenchmarkApplyJSON(b *testing.B) {
 	m := mustLoadFile(b, "../examples/mappings/activity.yaml")
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Apply(callRecord).JSON()
+		m.Apply(callRecord).Routes[0].JSON()
 	}
 }

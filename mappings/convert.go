@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,14 +16,15 @@ var (
 	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 )
 
-// toTime converts what partners send as a timestamp: a string (see parseTimestamp), unix epoch
-// seconds as a number, or a time.Time (from expr's now() or date()).
-func toTime(v any) (time.Time, error) {
+// toTime converts what partners send as a timestamp: a string (see parseTimestamp; without an
+// offset it is a wall clock time in loc), unix epoch seconds as a number, or a time.Time (from
+// expr's now() or date()).
+func toTime(v any, loc *time.Location) (time.Time, error) {
 	var t time.Time
 	switch x := v.(type) {
 	case string:
 		var err error
-		if t, err = parseTimestamp(x); err != nil {
+		if t, err = parseTimestamp(x, loc); err != nil {
 			return time.Time{}, err
 		}
 	case time.Time:
@@ -50,6 +52,11 @@ func toTime(v any) (time.Time, error) {
 		micros := math.Round((f - sec) * 1e6)
 		t = time.Unix(int64(sec), int64(micros)*1e3)
 	}
+	return inRange(t, v)
+}
+
+// inRange returns t if RFC 3339 can write it, an error naming the value v otherwise.
+func inRange(t time.Time, v any) (time.Time, error) {
 	if t.Before(minTime) || t.After(maxTime) {
 		return time.Time{}, fmt.Errorf("cannot parse %s as a timestamp: year out of range 1-9999", describe(v))
 	}
@@ -61,13 +68,13 @@ func toTime(v any) (time.Time, error) {
 //	2020-05-18T21:15:00Z             2020-05-18T21:15:00.2519514Z (up to 9 fraction digits)
 //	2020-05-18T21:15:00-05:00        2020-05-18T21:15:00-5:00 (one-digit offset hour)
 //	2020-05-18T21:15:00-0500         2020-05-18T21:15:00-05
-//	2020-05-18 21:15:00              (a space for T; no offset means UTC)
+//	2020-05-18 21:15:00              (a space for T; no offset: a wall clock time in loc)
 //	2020-05-18T21:15                 (no seconds)
-//	2020-05-18                       (midnight UTC)
+//	2020-05-18                       (midnight in loc)
 //
 // A lower-case t or z, a comma before the fraction, a space before the offset and the zone
 // names UTC and GMT are accepted too.
-func parseTimestamp(s string) (time.Time, error) {
+func parseTimestamp(s string, loc *time.Location) (time.Time, error) {
 	bad := func(detail string) (time.Time, error) {
 		if detail == "" {
 			return time.Time{}, fmt.Errorf("cannot parse %s as a timestamp", describe(s))
@@ -84,6 +91,7 @@ func parseTimestamp(s string) (time.Time, error) {
 		return bad("")
 	}
 	var hour, minute, sec, nsec, offset int
+	zoned := false // an offset or zone name was given
 	if !p.done() {
 		if !p.eat('T') && !p.eat('t') && !p.eat(' ') {
 			return bad("")
@@ -118,8 +126,11 @@ func parseTimestamp(s string) (time.Time, error) {
 			return bad("")
 		}
 		switch {
-		case p.done(), p.eat('Z'), p.eat('z'), p.eatString("UTC"), p.eatString("GMT"):
+		case p.done():
+		case p.eat('Z'), p.eat('z'), p.eatString("UTC"), p.eatString("GMT"):
+			zoned = true
 		case p.peek() == '+' || p.peek() == '-':
+			zoned = true
 			sign := 1
 			if p.eat('-') {
 				sign = -1
@@ -162,6 +173,9 @@ func parseTimestamp(s string) (time.Time, error) {
 		return bad("minute out of range")
 	case sec > 59:
 		return bad("second out of range")
+	}
+	if !zoned {
+		return wallClock(year, month, day, hour, minute, sec, nsec, loc), nil
 	}
 	// The wall clock minus the offset is UTC; no time.Location is needed (FixedZone allocates).
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
@@ -316,6 +330,27 @@ func parseISODuration(s string) (float64, error) {
 	return sign * total, nil
 }
 
+// parsePlainNumber parses a number written as in JSON, also allowing surrounding white space,
+// a leading '+' and a leading or trailing '.' ("5.", ".5"); no hex, no underscores, no Inf or
+// NaN, no grouping. A string that a thousands grouping could have written ("1.299", "12.500":
+// one to three digits, not starting with 0, a dot and three digits) is refused as ambiguous:
+// the caller must say which decimal mark the partner uses.
+func parsePlainNumber(str string) (float64, error) {
+	s := strings.TrimSpace(str)
+	f, ok := parseDecimal(s)
+	switch {
+	case ok && ambiguousNumber.MatchString(s):
+		return 0, fmt.Errorf("%s is ambiguous (a decimal point or a thousands separator?): give the decimal mark, number(x, \".\") or number(x, \",\")", describe(str))
+	case ok:
+		return f, nil
+	case strings.ContainsAny(s, ", '\u00a0\u202f") && s != "":
+		return 0, fmt.Errorf("cannot parse %s as a number: for a decimal comma or grouped digits give the decimal mark, number(x, \",\") or number(x, \".\")", describe(str))
+	}
+	return 0, fmt.Errorf("cannot parse %s as a number", describe(str))
+}
+
+var ambiguousNumber = regexp.MustCompile(`^[-+]?[1-9][0-9]{0,2}\.[0-9]{3}$`)
+
 // parseDecimal parses a decimal number as written in JSON, also allowing a leading '+', a
 // leading or trailing '.' ("5.", ".5"); no hex, no underscores, no Inf or NaN.
 func parseDecimal(s string) (float64, bool) {
@@ -354,4 +389,79 @@ func parseDecimal(s string) (float64, bool) {
 		return 0, false
 	}
 	return f, true
+}
+
+// groupSeparators are the characters that may group thousands for each decimal mark: the
+// other mark, a space, a no-break space (U+00A0) or a narrow no-break space (U+202F), and
+// for a decimal point also an apostrophe (Swiss 1'299.50).
+var groupSeparators = map[string]string{
+	",": ". \u00a0\u202f",
+	".": ", \u00a0\u202f'",
+}
+
+// checkMark accepts the decimal marks number understands.
+func checkMark(mark string) error {
+	if _, ok := groupSeparators[mark]; !ok {
+		return fmt.Errorf("decimal mark %s is not \",\" or \".\"", describe(mark))
+	}
+	return nil
+}
+
+// parseLocaleNumber parses a number written with decimal mark mark ("," or "."): an optional
+// sign, digits that may be grouped by thousands with one separator of groupSeparators used
+// throughout (1 to 3 digits, then groups of exactly 3), and an optional fraction after the
+// mark. Nothing else is accepted, so no string is read as a number other than the one written.
+func parseLocaleNumber(str, mark string) (float64, error) {
+	if err := checkMark(mark); err != nil {
+		return 0, err
+	}
+	bad := func(why string) (float64, error) {
+		return 0, fmt.Errorf("cannot parse %s as a number with decimal mark %q: %s", describe(str), mark, why)
+	}
+	s := strings.TrimSpace(str)
+	var b strings.Builder
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		b.WriteByte(s[0])
+		s = s[1:]
+	}
+	whole, frac, hasFrac := strings.Cut(s, mark)
+	if hasFrac && (frac == "" || strings.TrimLeft(frac, "0123456789") != "") {
+		return bad("the fraction must be digits only")
+	}
+	var sep rune // the group separator in use, 0 until one is seen
+	group, groups := 0, 0
+	for _, r := range whole {
+		switch {
+		case r >= '0' && r <= '9':
+			b.WriteRune(r)
+			group++
+		case strings.ContainsRune(groupSeparators[mark], r):
+			if sep != 0 && r != sep {
+				return bad(fmt.Sprintf("digits grouped by both %q and %q", sep, r))
+			}
+			if group == 0 || group > 3 || (groups > 0 && group != 3) {
+				return bad("digits must be grouped by three")
+			}
+			sep, group, groups = r, 0, groups+1
+		default:
+			return bad(fmt.Sprintf("unexpected %q", r))
+		}
+	}
+	switch {
+	case whole == "":
+		return bad("no digits before the decimal mark")
+	case group == 0:
+		return bad("a group separator must be followed by three digits")
+	case groups > 0 && group != 3:
+		return bad("digits must be grouped by three")
+	}
+	if hasFrac {
+		b.WriteByte('.')
+		b.WriteString(frac)
+	}
+	f, err := strconv.ParseFloat(b.String(), 64)
+	if err != nil || math.IsInf(f, 0) {
+		return bad("out of range")
+	}
+	return f, nil
 }

@@ -53,6 +53,18 @@ func TestDocsFunctions(t *testing.T) {
 		if !strings.Contains(section, f.Example) {
 			t.Errorf("the example of %s, %s, is not in %s", f.Name, f.Example, docsPath)
 		}
+		// Its entry shows it at work in an expr block, which TestDocsExamples runs.
+		entry := section[strings.Index(section, "### `"+f.Name+"`\n"):]
+		if end := strings.Index(entry[4:], "\n### "); end >= 0 {
+			entry = entry[:end+4]
+		}
+		examples := false
+		for _, b := range exprBlocks(entry) {
+			examples = examples || strings.Contains(b, f.Name+"(")
+		}
+		if !examples {
+			t.Errorf("the entry of %s in %s has no expr block that calls it", f.Name, docsPath)
+		}
 	}
 	for name := range documented {
 		if !registered[name] {
@@ -117,4 +129,64 @@ func TestDocsMappingsLoad(t *testing.T) {
 	if complete < 2 {
 		t.Errorf("found %d complete mapping files in %s, want the example and the walkthrough", complete, docsPath)
 	}
+}
+
+// exprBlocks returns the bodies of the ```expr blocks of a text.
+func exprBlocks(text string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile("(?s)```expr\n(.*?)```").FindAllStringSubmatch(text, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// TestDocsExamples runs every line of every ```expr block of the reference, the way a
+// mapping field runs: a line must evaluate to true, or, written `EXPR  // error: MESSAGE`,
+// fail (when loaded or when run) with exactly that message. `// record: {...}` sets the
+// record the following lines read and `// timezone: NAME` the mapping's timezone, until the
+// block ends; other lines starting with // are comments.
+func TestDocsExamples(t *testing.T) {
+	blocks := exprBlocks(readDocs(t))
+	if len(blocks) < 18 {
+		t.Fatalf("found %d expr blocks in %s; the functions and built-ins should all have examples", len(blocks), docsPath)
+	}
+	lines := 0
+	for _, block := range blocks {
+		s, rec := utcSettings, "{}"
+		for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+			switch {
+			case strings.HasPrefix(line, "// timezone: "):
+				loc, err := loadLocation(strings.TrimPrefix(line, "// timezone: "))
+				if err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+				s = &settings{loc: loc}
+				continue
+			case strings.HasPrefix(line, "// record: "):
+				rec = strings.TrimPrefix(line, "// record: ")
+				continue
+			case strings.HasPrefix(line, "//") || strings.TrimSpace(line) == "":
+				continue
+			}
+			lines++
+			src, wantErr, isErr := strings.Cut(line, "  // error: ")
+			prog, err := compileExpr(src, false, s)
+			var v any
+			if err == nil {
+				ev := &evaluator{rec: record{json: rec}}
+				v, err = ev.run(prog)
+			}
+			switch {
+			case isErr && err == nil:
+				t.Errorf("%s: %s = %v, want the error %q", docsPath, src, v, wantErr)
+			case isErr && runError(err) != wantErr:
+				t.Errorf("%s: %s\n  error %q\n   want %q", docsPath, src, runError(err), wantErr)
+			case !isErr && err != nil:
+				t.Errorf("%s: %s: %v", docsPath, src, runError(err))
+			case !isErr && v != true:
+				t.Errorf("%s: %s = %v, want true", docsPath, src, v)
+			}
+		}
+	}
+	t.Logf("%d example lines in %d blocks", lines, len(blocks))
 }

@@ -11,7 +11,7 @@ func call(t *testing.T, name string, args ...any) (any, error) {
 	t.Helper()
 	for _, f := range functions {
 		if f.Name == name {
-			return f.fn(args...)
+			return f.fn(utcSettings, args...)
 		}
 	}
 	t.Fatalf("no function %s", name)
@@ -302,7 +302,7 @@ func TestFunctionsAreDocumented(t *testing.T) {
 		if !strings.Contains(d.Example, d.Name+"(") {
 			t.Errorf("%s: example %q does not call it", d.Name, d.Example)
 		}
-		prog, err := compileExpr(d.Example, true)
+		prog, err := compileExpr(d.Example, true, utcSettings)
 		if err != nil {
 			t.Errorf("%s: example %q does not compile: %v", d.Name, d.Example, err)
 			continue

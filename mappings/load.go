@@ -15,11 +15,12 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
+
+	"github.com/opengw/gateway/internal/yamlcheck"
 )
 
 // Set is the mappings of a directory, one per format. It does not change after loading and
@@ -104,10 +105,17 @@ type loader struct {
 	problems   Problems
 	// schemaFiles holds every schema file read for `schema:` (absolute path -> content).
 	schemaFiles map[string][]byte
+	settings    *settings // what the mapping's functions know of it; set before expressions compile
+	values      int       // values built by value so far, bounded by maxValues
 }
 
+// maxValues bounds the values a file's test records and inline schema may hold once YAML
+// aliases are expanded: nine nested aliases of nine items each (a "billion laughs") would
+// otherwise take all memory.
+const maxValues = 100000
+
 func loadFile(path string, sinks []string) *loader {
-	l := &loader{file: path, sinks: sinks, m: &Mapping{File: path}}
+	l := &loader{file: path, sinks: sinks, m: &Mapping{File: path}, settings: utcSettings}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		l.problems = append(l.problems, Problem{File: path, Message: fmt.Sprintf("read mapping file: %v", err)})
@@ -137,7 +145,7 @@ func loadFile(path string, sinks []string) *loader {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	l.root(resolve(root))
+	l.root(yamlcheck.Resolve(root))
 	if len(l.schemaFiles) > 0 {
 		l.m.Version = version(src, l.schemaFiles)
 	}
@@ -157,18 +165,16 @@ func version(src []byte, schemaFiles map[string][]byte) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
-
-// yamlError turns a YAML syntax error ("yaml: line 3: did not find expected key") into a
-// problem on that line.
+// yamlError reports a YAML syntax error on its line.
 func (l *loader) yamlError(err error) {
-	msg := err.Error()
-	line := 0
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = msg[len(m[0]):]
+	l.addAll(yamlcheck.FromError(err))
+}
+
+// addAll adds problems found by yamlcheck.
+func (l *loader) addAll(ps []yamlcheck.Problem) {
+	for _, p := range ps {
+		l.problems = append(l.problems, Problem{File: l.file, Line: p.Line, Col: p.Col, Message: p.Message})
 	}
-	l.problems = append(l.problems, Problem{File: l.file, Line: line, Message: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")})
 }
 
 func (l *loader) at(n *yaml.Node, format string, args ...any) Problem {
@@ -179,81 +185,22 @@ func (l *loader) add(n *yaml.Node, format string, args ...any) {
 	l.problems = append(l.problems, l.at(n, format, args...))
 }
 
-// resolve follows an alias to the node it names.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.ShortTag() == "!!null" || strings.TrimSpace(n.Value) == "" {
-			return "nothing"
-		}
-		return "a scalar"
-	}
-	return "nothing"
-}
-
 // mapping checks that n is a mapping whose keys are among allowed and appear once, reporting
 // every other key, and returns the value nodes by key.
 func (l *loader) mapping(n *yaml.Node, what string, allowed ...string) (map[string]*yaml.Node, bool) {
-	if n.Kind != yaml.MappingNode {
-		if what == "" {
-			l.add(n, "a mapping file must be a mapping (format: ..., routes: ...), got %s", kindName(n))
-		} else {
-			l.add(n, "%s: expected a mapping, got %s", what, kindName(n))
-		}
+	if n.Kind != yaml.MappingNode && what == "" {
+		l.add(n, "a mapping file must be a mapping (format: ..., routes: ...), got %s", yamlcheck.KindName(n))
 		return nil, false
 	}
-	vals := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		key := k.Value
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			l.add(k, "%s: a key must be a scalar, got %s", what, kindName(k))
-		case !slices.Contains(allowed, key):
-			if near := closest(key, allowed); near != "" {
-				l.add(k, "%sunknown key %q (did you mean %q?)", prefix(what), key, near)
-			} else {
-				l.add(k, "%sunknown key %q (allowed: %s)", prefix(what), key, strings.Join(allowed, ", "))
-			}
-		case vals[key] != nil:
-			l.add(k, "%skey %q appears twice", prefix(what), key)
-		default:
-			vals[key] = v
-		}
-	}
-	return vals, true
-}
-
-// prefix returns "what: ", or "" at the top of the file.
-func prefix(what string) string {
-	if what == "" {
-		return ""
-	}
-	return what + ": "
-}
-
-func join(what, key string) string {
-	if what == "" {
-		return key
-	}
-	return what + "." + key
+	vals, problems, ok := yamlcheck.Keys(n, what, allowed)
+	l.addAll(problems)
+	return vals, ok
 }
 
 // scalar returns the text of a scalar that is not null or empty.
 func (l *loader) scalar(n *yaml.Node, what string) (string, bool) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
-		l.add(n, "%s: expected a string, got %s", what, kindName(n))
+		l.add(n, "%s: expected a string, got %s", what, yamlcheck.KindName(n))
 		return "", false
 	}
 	if strings.TrimSpace(n.Value) == "" {
@@ -266,12 +213,12 @@ func (l *loader) scalar(n *yaml.Node, what string) (string, bool) {
 // list returns the items of a sequence.
 func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 	if n.Kind != yaml.SequenceNode {
-		l.add(n, "%s: expected a list, got %s", what, kindName(n))
+		l.add(n, "%s: expected a list, got %s", what, yamlcheck.KindName(n))
 		return nil, false
 	}
 	items := make([]*yaml.Node, len(n.Content))
 	for i, c := range n.Content {
-		items[i] = resolve(c)
+		items[i] = yamlcheck.Resolve(c)
 	}
 	return items, true
 }
@@ -279,7 +226,8 @@ func (l *loader) list(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 // The keys a mapping file may use, in the order the reference documents them: at the top of
 // the file, in a validate entry, in a route and in a test case.
 var (
-	rootKeys  = []string{"format", "id", "type", "required", "schema", "validate", "routes", "tests"}
+	rootKeys  = []string{"format", "id", "type", "timezone", "required", "schema", "validate", "routes_mode", "routes", "tests"}
+	typeKeys  = []string{"const"}
 	ruleKeys  = []string{"rule", "message"}
 	routeKeys = []string{"name", "when", "sink", "fields"}
 	testKeys  = []string{"name", "input", "expect", "invalid"}
@@ -305,7 +253,16 @@ func (l *loader) root(n *yaml.Node) {
 		l.m.idPath, _ = l.scalar(v, "id")
 	}
 	if v := vals["type"]; v != nil {
-		l.m.typePath, _ = l.scalar(v, "type")
+		l.messageType(v)
+	}
+	if v := vals["timezone"]; v != nil {
+		if s, ok := l.scalar(v, "timezone"); ok {
+			if loc, err := loadLocation(s); err != nil {
+				l.add(v, "timezone: %v", err)
+			} else {
+				l.settings = &settings{loc: loc}
+			}
+		}
 	}
 	if v := vals["required"]; v != nil {
 		items, _ := l.list(v, "required")
@@ -322,6 +279,17 @@ func (l *loader) root(n *yaml.Node) {
 		items, _ := l.list(v, "validate")
 		for i, item := range items {
 			l.rule(item, fmt.Sprintf("validate[%d]", i))
+		}
+	}
+	if v := vals["routes_mode"]; v != nil {
+		if s, ok := l.scalar(v, "routes_mode"); ok {
+			switch s {
+			case "first":
+			case "all":
+				l.m.routesAll = true
+			default:
+				l.add(v, "routes_mode: %q is not first or all", s)
+			}
 		}
 	}
 	routesOK := false
@@ -342,6 +310,23 @@ func (l *loader) root(n *yaml.Node) {
 	}
 }
 
+// messageType reads `type:`: a gjson path, or {const: NAME} for one type on every record.
+func (l *loader) messageType(n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		l.m.typePath, _ = l.scalar(n, "type")
+		return
+	}
+	vals, ok := l.mapping(n, "type", typeKeys...)
+	if !ok {
+		return
+	}
+	if v := vals["const"]; v == nil {
+		l.add(n, "type: missing key \"const\" (type is a path, or {const: NAME})")
+	} else {
+		l.m.typeConst, _ = l.scalar(v, "type.const")
+	}
+}
+
 func (l *loader) rule(n *yaml.Node, what string) {
 	vals, ok := l.mapping(n, what, ruleKeys...)
 	if !ok {
@@ -352,10 +337,10 @@ func (l *loader) rule(n *yaml.Node, what string) {
 		l.add(n, "%s: missing key \"rule\"", what)
 	} else {
 		r.src = v.Value
-		r.prog = l.expr(v, join(what, "rule"), true)
+		r.prog = l.expr(v, yamlcheck.Join(what, "rule"), true)
 	}
 	if v := vals["message"]; v != nil {
-		r.message, _ = l.scalar(v, join(what, "message"))
+		r.message, _ = l.scalar(v, yamlcheck.Join(what, "message"))
 	}
 	if r.message == "" {
 		r.message = "rule failed: " + r.src
@@ -376,7 +361,7 @@ func (l *loader) routes(items []*yaml.Node) bool {
 		}
 		r := route{name: what}
 		if v := vals["name"]; v != nil {
-			if s, sOK := l.scalar(v, join(what, "name")); sOK {
+			if s, sOK := l.scalar(v, yamlcheck.Join(what, "name")); sOK {
 				if names[s] {
 					l.add(v, "%s.name: another route is named %q", what, s)
 				}
@@ -384,14 +369,14 @@ func (l *loader) routes(items []*yaml.Node) bool {
 			}
 		}
 		if v := vals["when"]; v != nil {
-			r.when = l.expr(v, join(what, "when"), true)
-		} else if i < len(items)-1 {
-			l.add(items[i+1], "routes[%d]: unreachable: %s has no \"when\" and takes every record", i+1, what)
+			r.when = l.expr(v, yamlcheck.Join(what, "when"), true)
+		} else if i < len(items)-1 && !l.m.routesAll {
+			l.add(items[i+1], "routes[%d]: unreachable: %s has no \"when\" and takes every record (with routes_mode: all, every matching route takes it)", i+1, what)
 		}
 		if v := vals["sink"]; v == nil {
 			l.add(n, "%s: missing key \"sink\"", what)
 			ok = false
-		} else if s, sOK := l.scalar(v, join(what, "sink")); sOK {
+		} else if s, sOK := l.scalar(v, yamlcheck.Join(what, "sink")); sOK {
 			r.sink = s
 			if l.sinks != nil && !slices.Contains(l.sinks, s) {
 				known := "no sinks are configured"
@@ -406,7 +391,7 @@ func (l *loader) routes(items []*yaml.Node) bool {
 		if v := vals["fields"]; v == nil {
 			l.add(n, "%s: missing key \"fields\"", what)
 		} else {
-			r.fields = l.fields(v, join(what, "fields"))
+			r.fields = l.fields(v, yamlcheck.Join(what, "fields"))
 		}
 		l.m.routes = append(l.m.routes, r)
 	}
@@ -415,7 +400,7 @@ func (l *loader) routes(items []*yaml.Node) bool {
 
 func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 	if n.Kind != yaml.MappingNode {
-		l.add(n, "%s: expected a mapping of field names to expressions, got %s", what, kindName(n))
+		l.add(n, "%s: expected a mapping of field names to expressions, got %s", what, yamlcheck.KindName(n))
 		return nil
 	}
 	if len(n.Content) == 0 {
@@ -424,7 +409,7 @@ func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 	var fields []fieldExpr
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		k, v := yamlcheck.Resolve(n.Content[i]), yamlcheck.Resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || k.Value == "" {
 			l.add(k, "%s: a field name must be a non-empty string", what)
 			continue
@@ -435,10 +420,10 @@ func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 		}
 		seen[k.Value] = true
 		if v.Kind != yaml.ScalarNode {
-			l.add(v, "%s.%s: expected an expression, got %s (build objects and lists with expr literals: {a: x}, [x, y])", what, k.Value, kindName(v))
+			l.add(v, "%s.%s: expected an expression, got %s (build objects and lists with expr literals: {a: x}, [x, y])", what, k.Value, yamlcheck.KindName(v))
 			continue
 		}
-		fields = append(fields, fieldExpr{name: k.Value, prog: l.expr(v, join(what, k.Value), false)})
+		fields = append(fields, fieldExpr{name: k.Value, prog: l.expr(v, yamlcheck.Join(what, k.Value), false)})
 	}
 	return fields
 }
@@ -447,15 +432,20 @@ func (l *loader) fields(n *yaml.Node, what string) []fieldExpr {
 // place in the file: the node's position plus the position inside the expression.
 func (l *loader) expr(n *yaml.Node, what string, asBool bool) *vm.Program {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" || strings.TrimSpace(n.Value) == "" {
-		l.add(n, "%s: expected an expression, got %s", what, kindName(n))
+		l.add(n, "%s: expected an expression, got %s", what, yamlcheck.KindName(n))
 		return nil
 	}
-	prog, err := compileExpr(n.Value, asBool)
+	prog, err := compileExpr(n.Value, asBool, l.settings)
 	if err != nil {
 		var ce *compileError
 		errors.As(err, &ce)
 		line, col := l.position(n, ce.line, ce.col)
-		l.problems = append(l.problems, Problem{File: l.file, Line: line, Col: col, Message: what + ": " + ce.msg})
+		msg := what + ": " + ce.msg
+		if n.Style == 0 && strings.HasPrefix(n.LineComment, "#") {
+			// `map(items, #.sku)` unquoted: YAML took " #.sku)" for a comment.
+			msg += fmt.Sprintf(" (YAML read %q as a comment: quote the expression, '...')", n.LineComment)
+		}
+		l.problems = append(l.problems, Problem{File: l.file, Line: line, Col: col, Message: msg})
 	}
 	return prog
 }
@@ -509,7 +499,7 @@ func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK
 	tc := testCase{}
 	if v := vals["name"]; v == nil {
 		l.add(n, "%s: missing key \"name\"", what)
-	} else if s, ok := l.scalar(v, join(what, "name")); ok {
+	} else if s, ok := l.scalar(v, yamlcheck.Join(what, "name")); ok {
 		if names[s] {
 			l.add(v, "%s.name: another test is named %q", what, s)
 		}
@@ -518,61 +508,83 @@ func (l *loader) test(n *yaml.Node, what string, names map[string]bool, routesOK
 	if v := vals["input"]; v == nil {
 		l.add(n, "%s: missing key \"input\"", what)
 	} else if v.Kind != yaml.MappingNode {
-		l.add(v, "%s.input: expected a record (a mapping), got %s", what, kindName(v))
-	} else if rec, ok := l.value(v, join(what, "input")); ok {
+		l.add(v, "%s.input: expected a record (a mapping), got %s", what, yamlcheck.KindName(v))
+	} else if rec, ok := l.value(v, yamlcheck.Join(what, "input")); ok {
 		tc.input, _ = json.Marshal(rec) // l.value returns only JSON-encodable values
 	}
 	expect, invalid := vals["expect"], vals["invalid"]
 	switch {
 	case expect == nil && invalid == nil:
-		l.add(n, "%s: needs \"expect\" (sink: fields) or \"invalid\" (an expected error message)", what)
+		l.add(n, "%s: needs \"expect\" (sink: fields, ...) or \"invalid\" (an expected error message)", what)
 	case expect != nil && invalid != nil:
 		l.add(invalid, "%s: \"expect\" and \"invalid\" exclude each other", what)
 	case invalid != nil:
-		tc.invalid, _ = l.scalar(invalid, join(what, "invalid"))
+		tc.invalid, _ = l.scalar(invalid, yamlcheck.Join(what, "invalid"))
 	default:
-		l.expect(expect, join(what, "expect"), &tc, routesOK)
+		l.expect(expect, yamlcheck.Join(what, "expect"), &tc, routesOK)
 	}
 	l.m.tests = append(l.m.tests, tc)
 }
 
-// expect reads `expect: {sink: {field: value, ...}}`.
+// expect reads `expect: {sink: {field: value, ...}, ...}`: one sink in routes_mode first,
+// one or more in routes_mode all.
 func (l *loader) expect(n *yaml.Node, what string, tc *testCase, routesOK bool) {
-	if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
-		l.add(n, "%s: expected a mapping with one sink and its fields, e.g. {activities: {activity_id: a1}}", what)
+	if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
+		l.add(n, "%s: expected a mapping of sinks to their fields, e.g. {activities: {activity_id: a1}}", what)
 		return
 	}
-	k, v := resolve(n.Content[0]), resolve(n.Content[1])
-	tc.sink = k.Value
-	if routesOK && !slices.ContainsFunc(l.m.routes, func(r route) bool { return r.sink == k.Value }) {
-		l.add(k, "%s: no route has sink %q", what, k.Value)
+	if sinks := len(n.Content) / 2; sinks > 1 && !l.m.routesAll {
+		l.add(n, "%s: names %d sinks, but a record goes to one sink (the first matching route's) unless routes_mode is all", what, sinks)
 	}
-	if v.Kind != yaml.MappingNode {
-		l.add(v, "%s.%s: expected a mapping of field names to values, got %s", what, k.Value, kindName(v))
-		return
-	}
-	fields, ok := l.value(v, join(what, k.Value))
-	if !ok {
-		return
-	}
-	tc.expect, _ = normalize(fields).(map[string]any)
-	for i := 0; i+1 < len(v.Content); i += 2 {
-		tc.expectOrder = append(tc.expectOrder, resolve(v.Content[i]).Value)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := yamlcheck.Resolve(n.Content[i]), yamlcheck.Resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			l.add(k, "%s: a sink name must be a scalar, got %s", what, yamlcheck.KindName(k))
+			continue
+		}
+		if slices.ContainsFunc(tc.expect, func(e expectedOutput) bool { return e.sink == k.Value }) {
+			l.add(k, "%s: sink %q appears twice", what, k.Value)
+			continue
+		}
+		if routesOK && !slices.ContainsFunc(l.m.routes, func(r route) bool { return r.sink == k.Value }) {
+			l.add(k, "%s: no route has sink %q", what, k.Value)
+		}
+		if v.Kind != yaml.MappingNode {
+			l.add(v, "%s.%s: expected a mapping of field names to values, got %s", what, k.Value, yamlcheck.KindName(v))
+			continue
+		}
+		fields, ok := l.value(v, yamlcheck.Join(what, k.Value))
+		if !ok {
+			continue
+		}
+		e := expectedOutput{sink: k.Value}
+		e.fields, _ = normalize(fields).(map[string]any)
+		for j := 0; j+1 < len(v.Content); j += 2 {
+			e.order = append(e.order, yamlcheck.Resolve(v.Content[j]).Value)
+		}
+		tc.expect = append(tc.expect, e)
 	}
 }
 
 // value converts a YAML node to the value JSON would give: strings (timestamps included, as
 // written), float64 or int64 numbers, bools, nil, map[string]any and []any.
 func (l *loader) value(n *yaml.Node, what string) (any, bool) {
-	n = resolve(n)
+	l.values++
+	if l.values > maxValues {
+		if l.values == maxValues+1 {
+			l.add(n, "%s: more than %d values once YAML aliases are expanded", what, maxValues)
+		}
+		return nil, false
+	}
+	n = yamlcheck.Resolve(n)
 	switch n.Kind {
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		ok := true
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := resolve(n.Content[i])
+			k := yamlcheck.Resolve(n.Content[i])
 			if k.Kind != yaml.ScalarNode {
-				l.add(k, "%s: a key must be a scalar, got %s", what, kindName(k))
+				l.add(k, "%s: a key must be a scalar, got %s", what, yamlcheck.KindName(k))
 				ok = false
 				continue
 			}
@@ -581,7 +593,7 @@ func (l *loader) value(n *yaml.Node, what string) (any, bool) {
 				ok = false
 				continue
 			}
-			v, vOK := l.value(n.Content[i+1], join(what, k.Value))
+			v, vOK := l.value(n.Content[i+1], yamlcheck.Join(what, k.Value))
 			m[k.Value], ok = v, ok && vOK
 		}
 		return m, ok
@@ -638,42 +650,4 @@ func normalize(v any) any {
 		return v
 	}
 	return out
-}
-
-// closest returns the candidate within two edits of s, for "did you mean"; "" if none.
-func closest(s string, candidates []string) string {
-	best, bestDist := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Damerau-Levenshtein (optimal string alignment) distance of two short
-// strings: insertions, deletions, substitutions and swaps of neighbours count one each.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/expr-lang/expr/vm"
@@ -12,7 +13,7 @@ import (
 )
 
 // Mapping is one compiled mapping file: how the records of one format are validated, routed
-// to a sink and turned into fields. It does not change after loading; all its methods are
+// to sinks and turned into fields. It does not change after loading; all its methods are
 // safe for concurrent use.
 type Mapping struct {
 	Format   string   // the format named in the envelope
@@ -20,12 +21,14 @@ type Mapping struct {
 	Version  string   // 12 hex digits of the SHA-256 of the file and its schema files, if any
 	Required []string // gjson paths that must be present and not null, in declared order
 
-	idPath   string        // "" when the file declares no id
-	typePath string        // "" when the file declares no type: the format is the type
-	schema   *recordSchema // nil when the file declares no schema
-	rules    []rule
-	routes   []route
-	tests    []testCase
+	idPath    string        // "" when the file declares no id
+	typePath  string        // "" when the file declares no type path
+	typeConst string        // the type of every record (type: {const: NAME}); "" when not declared
+	schema    *recordSchema // nil when the file declares no schema
+	rules     []rule
+	routesAll bool // routes_mode: all: every matching route takes the record, not the first
+	routes    []route
+	tests     []testCase
 }
 
 // rule is one compiled validate entry.
@@ -55,11 +58,19 @@ type Field struct {
 	Value any // string, float64, bool, nil, map[string]any, []any, or another JSON-encodable value
 }
 
+// RouteOutput is what one route sends to its sink for one record.
+type RouteOutput struct {
+	Route  string  // the route's name, or "routes[N]" (0-based) if it has none
+	Sink   string  // the route's sink
+	Fields []Field // in the order the route declares them
+}
+
 // Outcome is the result of applying a mapping to one record.
 type Outcome struct {
-	Route  string  // the route taken: its name, or "routes[N]" (0-based) if it has none
-	Sink   string  // the sink of that route
-	Fields []Field // in the order the route declares them; nil when the record is invalid
+	// Routes lists every route that takes the record, in declared order, with what it sends
+	// to its sink: exactly one in routes_mode first (the default), one or more in routes_mode
+	// all, never two to the same sink. Nil when the record is invalid.
+	Routes []RouteOutput
 	// Errors lists why the record is invalid; empty for a valid record. Each message names
 	// the rule, route or field concerned and the offending value.
 	Errors []string
@@ -71,7 +82,7 @@ func (o Outcome) Valid() bool { return len(o.Errors) == 0 }
 // JSON returns Fields as a JSON object with the keys in declared order and HTML characters
 // left unescaped. A value that cannot be encoded (which Apply never produces) is written as
 // null.
-func (o Outcome) JSON() []byte {
+func (o RouteOutput) JSON() []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -105,10 +116,14 @@ func (m *Mapping) RecordID(rec []byte) string {
 	return resultString(gjson.GetBytes(rec, m.idPath))
 }
 
-// RecordType returns the record's message type, read at the mapping's `type:` path ("" when
-// the record has no value there). A mapping without a type path has one type: its format.
+// RecordType returns the record's message type: read at the mapping's `type:` path ("" when
+// the record has no value there, which makes Apply refuse it), or the constant of
+// `type: {const: NAME}`. A mapping without `type:` has one type: its format.
 func (m *Mapping) RecordType(rec []byte) string {
-	if m.typePath == "" {
+	switch {
+	case m.typeConst != "":
+		return m.typeConst
+	case m.typePath == "":
 		return m.Format
 	}
 	return resultString(gjson.GetBytes(rec, m.typePath))
@@ -171,13 +186,16 @@ func (e *evaluator) cond(p *vm.Program) (bool, error) {
 // payload is valid JSON), in five steps; the first step that fails makes the record invalid
 // and ends it:
 //
-//  1. required: every Required path is present and not null;
+//  1. required: every Required path, and the `type:` path if there is one, is present and not
+//     null;
 //  2. schema: the record conforms to the mapping's JSON Schema, if it declares one (each
 //     violation is reported as "schema: <JSON pointer>: <rule>", sorted by pointer);
 //  3. validate: every rule holds (all rules are evaluated, each failure is reported);
-//  4. routes: the first route whose `when` holds is taken ("no route matches this record"
-//     otherwise);
-//  5. fields: every field of the route evaluates (all are evaluated, each error is reported).
+//  4. routes: the first route whose `when` holds is taken, or in routes_mode all every such
+//     route ("no route matches this record" when none does; in routes_mode all, two matching
+//     routes to one sink are an error);
+//  5. fields: every field of those routes evaluates (all are evaluated, each error is
+//     reported; in routes_mode all, prefixed with "route NAME: ").
 //
 // Apply never panics and is safe for concurrent use.
 func (m *Mapping) Apply(rec []byte) Outcome {
@@ -195,6 +213,11 @@ func (m *Mapping) Apply(rec []byte) Outcome {
 			out.Errors = append(out.Errors, fmt.Sprintf("required field %s is missing", p))
 		case r.Type == gjson.Null:
 			out.Errors = append(out.Errors, fmt.Sprintf("required field %s is null", p))
+		}
+	}
+	if m.typePath != "" {
+		if r := gjson.Get(src, m.typePath); r.Type == gjson.Null {
+			out.Errors = append(out.Errors, fmt.Sprintf("type field %s is missing (for one type on every record, write type: {const: NAME})", m.typePath))
 		}
 	}
 	if len(out.Errors) > 0 {
@@ -226,43 +249,63 @@ func (m *Mapping) Apply(rec []byte) Outcome {
 		return out
 	}
 
-	var rt *route
+	var buf [4]*route // routes taken; a record seldom has more than a few
+	taken := buf[:0]
 	for i := range m.routes {
 		r := &m.routes[i]
-		if r.when == nil {
-			rt = r
-			break
+		ok := true
+		if r.when != nil {
+			var err error
+			if ok, err = ev.cond(r.when); err != nil {
+				out.Errors = append(out.Errors, fmt.Sprintf("route %s: when: %s", r.name, runError(err)))
+				if !m.routesAll {
+					return out
+				}
+				continue
+			}
 		}
-		ok, err := ev.cond(r.when)
-		if err != nil {
-			out.Errors = []string{fmt.Sprintf("route %s: when: %s", r.name, runError(err))}
-			return out
+		if !ok {
+			continue
 		}
-		if ok {
-			rt = r
+		if i := slices.IndexFunc(taken, func(t *route) bool { return t.sink == r.sink }); i >= 0 {
+			out.Errors = append(out.Errors, fmt.Sprintf("routes %s and %s both take this record to sink %s; a record goes to a sink once", taken[i].name, r.name, r.sink))
+			continue
+		}
+		taken = append(taken, r)
+		if !m.routesAll {
 			break
 		}
 	}
-	if rt == nil {
+	if len(out.Errors) > 0 {
+		return out
+	}
+	if len(taken) == 0 {
 		out.Errors = []string{"no route matches this record"}
 		return out
 	}
-	out.Route, out.Sink = rt.name, rt.sink
 
-	fields := make([]Field, 0, len(rt.fields))
-	for _, f := range rt.fields {
-		v, err := ev.run(f.prog)
-		if err == nil {
-			err = checkJSON(v)
+	routes := make([]RouteOutput, len(taken))
+	for i, rt := range taken {
+		prefix := ""
+		if m.routesAll {
+			prefix = "route " + rt.name + ": "
 		}
-		if err != nil {
-			out.Errors = append(out.Errors, fmt.Sprintf("field %s: %s", f.name, runError(err)))
-			continue
+		fields := make([]Field, 0, len(rt.fields))
+		for _, f := range rt.fields {
+			v, err := ev.run(f.prog)
+			if err == nil {
+				err = checkJSON(v)
+			}
+			if err != nil {
+				out.Errors = append(out.Errors, fmt.Sprintf("%sfield %s: %s", prefix, f.name, runError(err)))
+				continue
+			}
+			fields = append(fields, Field{Name: f.name, Value: v})
 		}
-		fields = append(fields, Field{Name: f.name, Value: v})
+		routes[i] = RouteOutput{Route: rt.name, Sink: rt.sink, Fields: fields}
 	}
 	if len(out.Errors) == 0 {
-		out.Fields = fields
+		out.Routes = routes
 	}
 	return out
 }

@@ -43,10 +43,123 @@ func jsonValue(res gjson.Result) any {
 	case gjson.False:
 		return false
 	case gjson.JSON:
-		return res.Value()
+		return decodeJSON(res.Raw)
 	default:
 		return nil
 	}
+}
+
+// decodeJSON converts the raw text of a JSON object or array, as gjson returns it, to
+// map[string]any and []any values, in the conventions of gjson's Result.Value: numbers are
+// float64, the first of repeated keys wins, empty containers are empty (not nil).
+//
+// Result.Value cannot be used: it finds the end of each nested value by scanning it, then
+// converts it by recursing, so a value nested d levels deep is scanned d times (time quadratic
+// in depth) and the goroutine stack grows with depth. decodeJSON reads each byte once and keeps
+// its own stack of open containers on the heap: time and memory are linear in len(raw),
+// whatever the nesting. Records are validated before they are mapped; malformed text gives nil,
+// never a panic.
+func decodeJSON(raw string) any {
+	type open struct {
+		obj    map[string]any // nil for an array
+		arr    []any
+		key    string // the object's key awaiting its value
+		hasKey bool
+	}
+	var stack []open
+	for i := 0; i < len(raw); {
+		var v any
+		switch c := raw[i]; {
+		case c <= ' ' || c == ',' || c == ':':
+			i++
+			continue
+		case c == '{':
+			stack = append(stack, open{obj: map[string]any{}})
+			i++
+			continue
+		case c == '[':
+			stack = append(stack, open{arr: []any{}})
+			i++
+			continue
+		case c == '}' || c == ']':
+			if len(stack) == 0 {
+				return nil
+			}
+			top := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if top.obj != nil {
+				v = top.obj
+			} else {
+				v = top.arr
+			}
+			i++
+		case c == '"':
+			var s string
+			var ok bool
+			if i, s, ok = readString(raw, i); !ok {
+				return nil
+			}
+			if n := len(stack); n > 0 && stack[n-1].obj != nil && !stack[n-1].hasKey {
+				stack[n-1].key, stack[n-1].hasKey = s, true
+				continue
+			}
+			v = s
+		case c == '-' || (c >= '0' && c <= '9'):
+			start := i
+			for i++; i < len(raw) && raw[i] > ' ' && raw[i] != ',' && raw[i] != ']' && raw[i] != '}'; i++ {
+			}
+			v, _ = strconv.ParseFloat(raw[start:i], 64) // as gjson: 0 if it does not parse
+		case c >= 'a' && c <= 'z':
+			start := i
+			for i++; i < len(raw) && raw[i] >= 'a' && raw[i] <= 'z'; i++ {
+			}
+			switch raw[start:i] {
+			case "true":
+				v = true
+			case "false":
+				v = false
+			}
+		default:
+			return nil
+		}
+		if len(stack) == 0 {
+			return v
+		}
+		top := &stack[len(stack)-1]
+		if top.obj == nil {
+			top.arr = append(top.arr, v)
+			continue
+		}
+		if !top.hasKey {
+			return nil // a value where a key belongs
+		}
+		if _, seen := top.obj[top.key]; !seen {
+			top.obj[top.key] = v
+		}
+		top.hasKey = false
+	}
+	return nil // unterminated
+}
+
+// readString reads the JSON string literal starting at raw[i] (a '"') and returns the index
+// after it and its value, or ok false if it is not terminated. A literal without escapes is
+// returned as a substring of raw; one with escapes is decoded by gjson, in time linear in its
+// length.
+func readString(raw string, i int) (next int, s string, ok bool) {
+	escaped := false
+	for j := i + 1; j < len(raw); j++ {
+		switch raw[j] {
+		case '\\':
+			escaped = true
+			j++ // skip the escaped byte
+		case '"':
+			if !escaped {
+				return j + 1, raw[i+1 : j], true
+			}
+			return j + 1, gjson.Parse(raw[i : j+1]).Str, true
+		}
+	}
+	return len(raw), "", false
 }
 
 // env is the expr environment. Its only member is the record; record fields are not env

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 	"gopkg.in/yaml.v3"
+
+	"github.com/opengw/gateway/internal/yamlcheck"
 )
 
 // maxViolations bounds how many schema violations one record reports: a record with a
@@ -344,7 +346,7 @@ func (l *loader) schema(n *yaml.Node) {
 			loc = filepath.Join(sc.dir, loc)
 		}
 	default:
-		l.add(n, "schema: expected a JSON Schema (a mapping) or the path of a schema file, got %s", kindName(n))
+		l.add(n, "schema: expected a JSON Schema (a mapping) or the path of a schema file, got %s", yamlcheck.KindName(n))
 		return
 	}
 
@@ -408,12 +410,12 @@ func (l *loader) schemaError(n *yaml.Node, inline bool, dir string, err error) {
 // deepest node it reaches.
 func nodeAt(n *yaml.Node, ptr []string) *yaml.Node {
 	for _, tok := range ptr {
-		n = resolve(n)
+		n = yamlcheck.Resolve(n)
 		var next *yaml.Node
 		switch n.Kind {
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				if resolve(n.Content[i]).Value == tok {
+				if yamlcheck.Resolve(n.Content[i]).Value == tok {
 					next = n.Content[i+1]
 					break
 				}
@@ -428,5 +430,5 @@ func nodeAt(n *yaml.Node, ptr []string) *yaml.Node {
 		}
 		n = next
 	}
-	return resolve(n)
+	return yamlcheck.Resolve(n)
 }

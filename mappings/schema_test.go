@@ -102,8 +102,8 @@ func TestSchemaViolations(t *testing.T) {
 				if !reflect.DeepEqual(out.Errors, tt.want) {
 					t.Fatalf("Apply(%s).Errors =\n  %q\nwant\n  %q", tt.rec, out.Errors, tt.want)
 				}
-				if tt.want == nil && out.Sink != "payments" {
-					t.Fatalf("valid record went to %q", out.Sink)
+				if tt.want == nil && out.Routes[0].Sink != "payments" {
+					t.Fatalf("valid record went to %q", out.Routes[0].Sink)
 				}
 			}
 		})

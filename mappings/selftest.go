@@ -11,12 +11,17 @@ import (
 
 // testCase is one entry of a mapping file's `tests:`.
 type testCase struct {
-	name        string
-	input       []byte         // the record as JSON
-	sink        string         // expect: the sink ...
-	expect      map[string]any // ... and exactly these fields, normalized as by encoding/json
-	expectOrder []string       // the expected field names in declared order, for messages
-	invalid     string         // or: an error message expected among Outcome.Errors
+	name    string
+	input   []byte           // the record as JSON
+	expect  []expectedOutput // the sinks the record must go to, in declared order ...
+	invalid string           // or: an error message expected among Outcome.Errors
+}
+
+// expectedOutput is one sink of a test's `expect:` with the fields it must receive.
+type expectedOutput struct {
+	sink   string
+	fields map[string]any // exactly these fields, normalized as by encoding/json
+	order  []string       // the field names in declared order, for messages
 }
 
 // TestResult is the result of one test case of a mapping file.
@@ -27,10 +32,10 @@ type TestResult struct {
 }
 
 // RunTests applies the mapping to the input of each of its test cases and compares the
-// outcome: an `expect` case passes when the record goes to the expected sink with exactly the
-// expected fields (numbers compare as JSON numbers: 1530 equals 1530.0); an `invalid` case
-// passes when the expected message is one of the outcome's errors. Results are in declared
-// order.
+// outcome: an `expect` case passes when the record goes to exactly the expected sinks, each
+// with exactly the expected fields (numbers compare as JSON numbers: 1530 equals 1530.0); an
+// `invalid` case passes when the expected message is one of the outcome's errors. Results are
+// in declared order.
 func (m *Mapping) RunTests() []TestResult {
 	results := make([]TestResult, 0, len(m.tests))
 	for _, tc := range m.tests {
@@ -48,8 +53,12 @@ func (m *Mapping) RunTests() []TestResult {
 
 func checkInvalid(tc testCase, out Outcome) string {
 	if out.Valid() {
-		return fmt.Sprintf("expected an invalid record with error %q,\ngot a valid record for sink %s: %s",
-			tc.invalid, out.Sink, out.JSON())
+		got := make([]string, len(out.Routes))
+		for i, r := range out.Routes {
+			got[i] = fmt.Sprintf("sink %s: %s", r.Sink, r.JSON())
+		}
+		return fmt.Sprintf("expected an invalid record with error %q,\ngot a valid record for %s",
+			tc.invalid, strings.Join(got, "; "))
 	}
 	if slices.Contains(out.Errors, tc.invalid) {
 		return ""
@@ -58,19 +67,52 @@ func checkInvalid(tc testCase, out Outcome) string {
 }
 
 func checkExpect(tc testCase, out Outcome) string {
+	wantSinks := make([]string, len(tc.expect))
+	for i, e := range tc.expect {
+		wantSinks[i] = e.sink
+	}
+	label := "sink"
+	if len(tc.expect) > 1 || len(out.Routes) > 1 {
+		label = "sinks"
+	}
 	if !out.Valid() {
-		return fmt.Sprintf("expected a record for sink %s,\ngot an invalid record:\n%s", tc.sink, bullets(out.Errors))
+		return fmt.Sprintf("expected a record for %s %s,\ngot an invalid record:\n%s", label, strings.Join(wantSinks, ", "), bullets(out.Errors))
 	}
 	var diffs []string
-	if out.Sink != tc.sink {
-		diffs = append(diffs, fmt.Sprintf("sink: expected %s, got %s (route %s)", tc.sink, out.Sink, out.Route))
+	got := make([]string, len(out.Routes))
+	same := len(out.Routes) == len(tc.expect)
+	for i, r := range out.Routes {
+		got[i] = fmt.Sprintf("%s (route %s)", r.Sink, r.Route)
+		same = same && slices.Contains(wantSinks, r.Sink)
 	}
+	if !same {
+		diffs = append(diffs, fmt.Sprintf("%s: expected %s, got %s", label, strings.Join(wantSinks, ", "), strings.Join(got, ", ")))
+	}
+	for _, e := range tc.expect {
+		i := slices.IndexFunc(out.Routes, func(r RouteOutput) bool { return r.Sink == e.sink })
+		if i < 0 {
+			continue
+		}
+		prefix := ""
+		if len(tc.expect) > 1 {
+			prefix = "sink " + e.sink + ": "
+		}
+		for _, d := range fieldDiffs(e, out.Routes[i]) {
+			diffs = append(diffs, prefix+d)
+		}
+	}
+	return strings.Join(diffs, "\n")
+}
+
+// fieldDiffs compares what a route sends with the fields a test expects at its sink.
+func fieldDiffs(e expectedOutput, r RouteOutput) []string {
 	var got map[string]any
-	if err := json.Unmarshal(out.JSON(), &got); err != nil {
-		return fmt.Sprintf("the fields do not encode as JSON: %v", err)
+	if err := json.Unmarshal(r.JSON(), &got); err != nil {
+		return []string{fmt.Sprintf("the fields do not encode as JSON: %v", err)}
 	}
-	for _, name := range tc.expectOrder {
-		want := tc.expect[name]
+	var diffs []string
+	for _, name := range e.order {
+		want := e.fields[name]
 		v, ok := got[name]
 		switch {
 		case !ok:
@@ -79,12 +121,12 @@ func checkExpect(tc testCase, out Outcome) string {
 			diffs = append(diffs, fmt.Sprintf("field %s: expected %s, got %s", name, jsonText(want), jsonText(v)))
 		}
 	}
-	for _, f := range out.Fields {
-		if _, ok := tc.expect[f.Name]; !ok {
+	for _, f := range r.Fields {
+		if _, ok := e.fields[f.Name]; !ok {
 			diffs = append(diffs, fmt.Sprintf("field %s: not expected, got %s", f.Name, jsonText(got[f.Name])))
 		}
 	}
-	return strings.Join(diffs, "\n")
+	return diffs
 }
 
 func bullets(lines []string) string {

@@ -56,6 +56,30 @@ func TestRunTestsReportsDifferences(t *testing.T) {
 	}
 }
 
+func TestRunTestsSeveralSinks(t *testing.T) {
+	m := mustLoadFile(t, "testdata/fanout.yaml")
+	want := []TestResult{
+		{Name: "an urgent claim goes to both sinks", Passed: true},
+		{Name: "a normal claim goes to the table only", Passed: true},
+		{Name: "expecting one sink of two fails", Message: "sinks: expected claims_api, got claims (route table), claims_api (route api)"},
+		{Name: "expecting two sinks of one fails, with the fields of each compared", Message: strings.Join([]string{
+			"sinks: expected claims, claims_api, got claims (route table)",
+			"sink claims: field amount: expected 3, got 2",
+		}, "\n")},
+		{Name: "a valid record is not invalid", Message: "expected an invalid record with error \"nope\",\n" +
+			`got a valid record for sink claims: {"id":"c5","amount":1}; sink claims_api: {"id":"c5","urgent":true}`},
+	}
+	got := m.RunTests()
+	if len(got) != len(want) {
+		t.Fatalf("%d results, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("result %d:\n got %s\nwant %s", i, show(got[i]), show(want[i]))
+		}
+	}
+}
+
 func show(r TestResult) string {
 	return fmt.Sprintf("{%q passed=%v\n%s}", r.Name, r.Passed, r.Message)
 }

@@ -99,7 +99,7 @@ func TestWatcherReloadsAValidChange(t *testing.T) {
 	}
 	set := waitChange(t, changes, logs)
 	m, _ := set.Get("orders")
-	if got := string(m.Apply([]byte(`{"id":"a1"}`)).JSON()); got != `{"order_id":"A1"}` {
+	if got := string(m.Apply([]byte(`{"id":"a1"}`)).Routes[0].JSON()); got != `{"order_id":"A1"}` {
 		t.Errorf("reloaded mapping gives %s", got)
 	}
 	if o, _ := old.Get("orders"); o.Version == m.Version {

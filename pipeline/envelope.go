@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/tidwall/gjson"
@@ -28,11 +29,30 @@ func envelopeErrorf(format string, args ...any) error {
 	return &EnvelopeError{Message: fmt.Sprintf(format, args...)}
 }
 
-// ParseEnvelope validates body with gjson (no decoding into maps) and returns its parts.
-// Every error is an *EnvelopeError.
-func ParseEnvelope(body []byte) (Envelope, error) {
-	if !gjson.ValidBytes(body) {
-		return Envelope{}, envelopeErrorf("the body is not valid JSON")
+// DefaultMaxDepth is how deep JSON may nest in a body unless limits.max_depth says otherwise;
+// the envelope itself takes three levels (object, payload array, record).
+const DefaultMaxDepth = 64
+
+// EnvelopeParser parses push bodies under the configured limits. The zero value uses
+// DefaultMaxDepth. It holds no state and is safe for concurrent use.
+type EnvelopeParser struct {
+	MaxDepth int // deepest nesting allowed anywhere in the body (limits.max_depth)
+}
+
+// ParseEnvelope parses body with the default limits; see EnvelopeParser.Parse.
+func ParseEnvelope(body []byte) (Envelope, error) { return EnvelopeParser{}.Parse(body) }
+
+// Parse validates body (syntax and nesting depth in one pass, without recursion, so hostile
+// input costs no more memory than any other) and returns its parts, read with gjson without
+// decoding into maps. Every error is an *EnvelopeError naming the field, the record index or
+// the limit.
+func (p EnvelopeParser) Parse(body []byte) (Envelope, error) {
+	maxDepth := p.MaxDepth
+	if maxDepth <= 0 {
+		maxDepth = DefaultMaxDepth
+	}
+	if err := jsonkind.Check(body, maxDepth); err != nil {
+		return Envelope{}, checkError(err)
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
@@ -79,6 +99,20 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 		return Envelope{}, bad
 	}
 	return env, nil
+}
+
+// checkError describes a jsonkind.Check error; a depth error inside payload names the record.
+func checkError(err error) error {
+	var deep *jsonkind.DepthError
+	if !errors.As(err, &deep) {
+		return envelopeErrorf("the body is not valid JSON: %v", err)
+	}
+	where := "the body"
+	if len(deep.Path) >= 2 && deep.Path[0] == (jsonkind.Step{Key: "payload"}) && deep.Path[1].InArray {
+		where = fmt.Sprintf("payload[%d]", deep.Path[1].Index)
+	}
+	return envelopeErrorf("%s is nested deeper than the limit of %d levels (limits.max_depth) at %s",
+		where, deep.Limit, jsonkind.FormatPath(deep.Path, 8))
 }
 
 // recordBytes returns rec's raw JSON as a slice of body when gjson can say where it is.

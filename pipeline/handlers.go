@@ -25,10 +25,30 @@ func (p *Pipeline) process(msg *message.Message) error {
 	ctx := msg.Context()
 	requestID, clientID, format := msg.Metadata.Get(mdRequest), msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat)
 	offset := atoiOr(msg.Metadata.Get(mdOffset), 0)
-	records := splitRecords(msg.Payload)
+	records, err := p.fragmentRecords(ctx, msg, requestID, offset)
+	if err != nil {
+		return err
+	}
+	if records == nil {
+		return p.failAll(msg, requestID, offset, atoiOr(msg.Metadata.Get(mdCount), 0),
+			"the raw records are no longer kept (retention.payloads), so they cannot be processed")
+	}
 	m, ok := p.cfg.Mappings().Get(format)
 	if !ok {
 		return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("format %q is no longer configured", format))
+	}
+	// A replay processes only the records it names.
+	only := map[int]bool{}
+	if s := msg.Metadata.Get(mdIndexes); s != "" {
+		indexes, err := parseIndexes(s)
+		if err != nil {
+			// Nothing names the records reliably: fail the whole fragment rather than none.
+			msg.Metadata.Set(mdIndexes, "")
+			return p.failAll(msg, requestID, offset, len(records), fmt.Sprintf("unreadable replay message: %v", err))
+		}
+		for _, i := range indexes {
+			only[i] = true
+		}
 	}
 
 	// Map outside the transaction: the single writer only does the bookkeeping.
@@ -38,12 +58,20 @@ func (p *Pipeline) process(msg *message.Message) error {
 	var valid []int
 	mapped := make(map[int]mappedRecord, len(records))
 	for i, rec := range records {
+		if len(only) > 0 && !only[offset+i] {
+			continue
+		}
 		o := m.Apply(rec)
 		if !o.Valid() {
 			invalid = append(invalid, tracker.Result{Index: offset + i, Status: tracker.Invalid, Errors: withMapping(o.Errors, format, m.Version), MappingVersion: m.Version})
 			continue
 		}
-		mapped[offset+i] = mappedRecord{sink: o.Sink, data: o.JSON(), ref: news[i].ExternalReference}
+		mr := mappedRecord{ref: news[i].ExternalReference, data: make(map[string][]byte, len(o.Routes))}
+		for _, r := range o.Routes {
+			mr.sinks = append(mr.sinks, r.Sink)
+			mr.data[r.Sink] = r.JSON()
+		}
+		mapped[offset+i] = mr
 		valid = append(valid, offset+i)
 	}
 	p.cpu.release()
@@ -78,30 +106,34 @@ func (p *Pipeline) process(msg *message.Message) error {
 		if err != nil {
 			return fmt.Errorf("claim messages of request %s: %w", requestID, err)
 		}
+		// A record routed to several sinks (routes_mode: all) goes to each; every sink's delivery
+		// is retried on its own and records its part of the outcome.
 		bySink := map[string][]int{}
 		var order []string
 		for _, idx := range claimed {
-			s := mapped[idx].sink
-			if _, seen := bySink[s]; !seen {
-				order = append(order, s)
+			for _, sink := range mapped[idx].sinks {
+				if _, seen := bySink[sink]; !seen {
+					order = append(order, sink)
+				}
+				bySink[sink] = append(bySink[sink], idx)
 			}
-			bySink[s] = append(bySink[s], idx)
 		}
 		for _, sink := range order {
 			if _, ok := p.cfg.Sinks.Get(sink); !ok {
 				reason := fmt.Sprintf("sink %q is not configured", sink) + mappingNote(format, m.Version)
-				rs := results(bySink[sink], tracker.Failed, m.Version, reason)
-				if err := trk.Finish(requestID, rs); err != nil {
-					return fmt.Errorf("fail messages of request %s: %w", requestID, err)
+				parts := make(map[int]int, len(bySink[sink]))
+				for _, idx := range bySink[sink] {
+					parts[idx] = len(mapped[idx].sinks)
 				}
-				if err := p.publishOutcomes(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, rs, refOf); err != nil {
+				if err := p.finish(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
+					results(bySink[sink], tracker.Failed, m.Version, reason), parts, refOf); err != nil {
 					return err
 				}
 				continue
 			}
 			// A deterministic id: a replayed fragment queues the same deliveries.
 			id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID+"/"+strconv.Itoa(offset)+"/"+sink)).String()
-			d := message.NewMessage(id, encodeDelivery(header, bySink[sink], mapped))
+			d := message.NewMessage(id, encodeDelivery(header, sink, bySink[sink], mapped))
 			d.Metadata.Set(mdRequest, requestID)
 			d.Metadata.Set(mdClient, clientID)
 			d.Metadata.Set(mdFormat, format)
@@ -114,11 +146,32 @@ func (p *Pipeline) process(msg *message.Message) error {
 	})
 }
 
+// fragmentRecords returns the raw records msg schedules: kept by the store, or carried by the
+// message itself (fragments queued by versions before records were kept). nil means they are
+// no longer kept.
+func (p *Pipeline) fragmentRecords(ctx context.Context, msg *message.Message, requestID string, offset int) ([][]byte, error) {
+	if len(msg.Payload) > 0 {
+		return splitRecords(msg.Payload), nil
+	}
+	array, found, err := p.cfg.Store.Records(ctx, requestID, offset)
+	if err != nil {
+		return nil, fmt.Errorf("read records of request %s: %w", requestID, err)
+	}
+	if !found {
+		return nil, nil
+	}
+	records := splitRecords(array)
+	if records == nil {
+		records = [][]byte{}
+	}
+	return records, nil
+}
+
 // mappedRecord is a valid record's route and mapped fields (a JSON object).
 type mappedRecord struct {
-	sink string
-	data []byte
-	ref  string // the record's external reference, "" if none
+	sinks []string          // in route order
+	data  map[string][]byte // mapped fields (a JSON object) by sink
+	ref   string            // the record's external reference, "" if none
 }
 
 // deliverTo writes deliveries to one sink and records the outcome together with the
@@ -141,14 +194,14 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		err = sink.Write(ctx, d.sinkRecords())
 		switch {
 		case err == nil:
-			return p.settle(msg, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
+			return p.settle(msg, name, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
 		case errors.Is(err, sinks.ErrPermanent):
 			return p.isolate(msg, name, sink, d, err)
 		}
 		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
 			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
-			return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
+			return p.settle(msg, name, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
 		}
 		next := p.now().Add(p.cfg.RetryBackoff(attempt))
 		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion,
@@ -169,7 +222,8 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 	}
 	reason := fmt.Sprintf("sink %s: the mapped record could not be decoded for delivery: %v", sinkName, decodeErr)
 	p.log.Error("unreadable delivery; its records end Failed", "sink", sinkName, "request_id", requestID, "records", len(indexes), "err", decodeErr)
-	return p.settle(msg, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
+	// Its parts are unknown: the record fails whatever its other sinks do (a terminal status is final).
+	return p.settle(msg, sinkName, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
 }
 
 // isolate retries a permanently failed batch record by record, so only the records the sink
@@ -177,7 +231,7 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d delivery, batchErr error) error {
 	note := mappingNote(d.Format, d.MappingVersion)
 	if len(d.Records) == 1 {
-		return p.settle(msg, d, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
+		return p.settle(msg, name, d, results(d.indexes(), tracker.Failed, d.MappingVersion, fmt.Sprintf("sink %s: %v", name, batchErr)+note))
 	}
 	var rs []tracker.Result
 	recs := d.sinkRecords()
@@ -196,21 +250,51 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 			return fmt.Errorf("write to sink %s: %w", name, err)
 		}
 	}
-	return p.settle(msg, d, rs)
+	return p.settle(msg, name, d, rs)
 }
 
-// settle records terminal outcomes of delivery d's request (and their event) and acknowledges
-// msg in one transaction.
-func (p *Pipeline) settle(msg *message.Message, d delivery, rs []tracker.Result) error {
+// settle records the outcomes of delivery d to sink (and their event) and acknowledges msg in
+// one transaction.
+func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tracker.Result) error {
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
-		if err := tx.Tracker().Finish(d.RequestID, rs); err != nil {
-			return fmt.Errorf("record outcomes for request %s: %w", d.RequestID, err)
-		}
-		if err := p.publishOutcomes(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, rs, d.refs()); err != nil {
+		if err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs()); err != nil {
 			return err
 		}
 		return tx.Ack(msg)
 	})
+}
+
+// finish records rs, outcomes at sink of messages of request requestID, in tx and publishes the
+// terminal ones. A message routed to several sinks (parts[index] > 1) records its part and
+// reaches its terminal status only with the outcome of its last part: Complete if every sink
+// took it, Failed with each failing sink's errors otherwise.
+func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) error {
+	var final, partial []tracker.Result
+	for _, r := range rs {
+		if parts[r.Index] > 1 {
+			partial = append(partial, r)
+		} else {
+			final = append(final, r)
+		}
+	}
+	if len(partial) > 0 {
+		recorded, err := tx.Tracker().RecordParts(requestID, sink, partial)
+		if err != nil {
+			return fmt.Errorf("record outcomes at sink %s for request %s: %w", sink, requestID, err)
+		}
+		for _, r := range partial {
+			if got := recorded[r.Index]; len(got) >= parts[r.Index] {
+				final = append(final, tracker.FinishedParts(r.Index, got))
+			}
+		}
+	}
+	if len(final) == 0 {
+		return nil
+	}
+	if err := tx.Tracker().Finish(requestID, final); err != nil {
+		return fmt.Errorf("record outcomes for request %s: %w", requestID, err)
+	}
+	return p.publishOutcomes(tx, eventKey, clientID, requestID, final, refs)
 }
 
 // results gives every index the same terminal outcome.
@@ -225,13 +309,19 @@ func results(indexes []int, status tracker.Status, version, reason string) []tra
 	return out
 }
 
-// failAll ends records [offset, offset+n) Failed, recording them first if needed.
+// failAll ends Failed every record msg schedules — the replayed ones it names, else records
+// [offset, offset+n) — recording them first if needed.
 func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int, reason string) error {
-	news := make([]tracker.NewMessage, n)
-	indexes := make([]int, n)
-	for i := range n {
-		news[i] = tracker.NewMessage{Index: offset + i}
-		indexes[i] = offset + i
+	indexes, err := parseIndexes(msg.Metadata.Get(mdIndexes))
+	if err != nil {
+		indexes = make([]int, n)
+		for i := range n {
+			indexes[i] = offset + i
+		}
+	}
+	news := make([]tracker.NewMessage, len(indexes))
+	for i, idx := range indexes {
+		news[i] = tracker.NewMessage{Index: idx}
 	}
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
@@ -259,7 +349,8 @@ type delivery struct {
 
 type deliveryRecord struct {
 	Index int             `json:"index"`
-	Ref   string          `json:"ref,omitempty"` // external reference, for status events
+	Parts int             `json:"parts,omitempty"` // sinks the record goes to, if more than one
+	Ref   string          `json:"ref,omitempty"`   // external reference, for status events
 	Data  json.RawMessage `json:"data"`
 }
 
@@ -274,12 +365,12 @@ func deliveryHeader(requestID, clientID, format, version string) []byte {
 	return append(h[:len(h)-1], `,"records":[`...)
 }
 
-// encodeDelivery appends the records at indexes (mapped fields are already JSON) to header,
-// without re-encoding them: this runs inside the writer's transaction.
-func encodeDelivery(header []byte, indexes []int, mapped map[int]mappedRecord) []byte {
+// encodeDelivery appends the records at indexes, as mapped for sink (mapped fields are already
+// JSON), to header without re-encoding them: this runs inside the writer's transaction.
+func encodeDelivery(header []byte, sink string, indexes []int, mapped map[int]mappedRecord) []byte {
 	size := len(header) + 2
 	for _, idx := range indexes {
-		size += len(mapped[idx].data) + 32
+		size += len(mapped[idx].data[sink]) + 48
 	}
 	out := make([]byte, 0, size)
 	out = append(out, header...)
@@ -289,16 +380,31 @@ func encodeDelivery(header []byte, indexes []int, mapped map[int]mappedRecord) [
 		}
 		out = append(out, `{"index":`...)
 		out = strconv.AppendInt(out, int64(idx), 10)
+		if parts := len(mapped[idx].sinks); parts > 1 {
+			out = append(out, `,"parts":`...)
+			out = strconv.AppendInt(out, int64(parts), 10)
+		}
 		if ref := mapped[idx].ref; ref != "" {
 			quoted, _ := json.Marshal(ref) // a string always encodes
 			out = append(out, `,"ref":`...)
 			out = append(out, quoted...)
 		}
 		out = append(out, `,"data":`...)
-		out = append(out, mapped[idx].data...)
+		out = append(out, mapped[idx].data[sink]...)
 		out = append(out, '}')
 	}
 	return append(out, "]}"...)
+}
+
+// parts returns how many sinks each of d's records goes to, by index (absent: one).
+func (d delivery) parts() map[int]int {
+	out := map[int]int{}
+	for _, r := range d.Records {
+		if r.Parts > 1 {
+			out[r.Index] = r.Parts
+		}
+	}
+	return out
 }
 
 // refs returns the external reference of each of d's records by index ("" if unknown).

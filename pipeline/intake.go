@@ -90,8 +90,12 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		ReceivedAt:     now,
 		Total:          len(s.Envelope.Records),
 	}
+	// Records are findable (Queued, by external reference) from the 202 on. For big requests
+	// recording every message row here would double the commit a partner waits for (measured:
+	// 10,000 rows add 45–85 ms), so theirs are recorded when their fragments are split, soon
+	// after; the request itself is findable at once by id and batch reference.
 	var news []tracker.NewMessage
-	if m, ok := p.cfg.Mappings().Get(s.Envelope.Format); ok {
+	if m, ok := p.cfg.Mappings().Get(s.Envelope.Format); ok && len(s.Envelope.Records) <= p.cfg.TrackAtIntake {
 		news = newMessages(m, s.Envelope.Records, 0)
 	}
 	var receipt Receipt
@@ -117,7 +121,14 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 			}
 			receipt.Sequence = seq
 		}
-		if err := tx.Publish(topicFragments, fragments...); err != nil {
+		msgs := make([]*message.Message, len(fragments))
+		for i, f := range fragments {
+			if err := tx.KeepRecords(requestID, f.offset, f.records, now); err != nil {
+				return err
+			}
+			msgs[i] = f.msg
+		}
+		if err := tx.Publish(topicFragments, msgs...); err != nil {
 			return fmt.Errorf("enqueue request %s: %w", requestID, err)
 		}
 		if err := tx.Tracker().Accept(req); err != nil {
@@ -144,23 +155,42 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	return receipt, nil
 }
 
-// fragments cuts a new request's records into fragments of at most FragmentSize records, the
-// unit of processing. Cutting here, while the records are already parsed, writes each byte to
-// the queue once; a separate split stage would write a big envelope twice and delete it once,
-// all through SQLite's single writer that every 202 waits for.
-func (p *Pipeline) fragments(requestID, clientID string, env Envelope) []*message.Message {
+// fragment is a slice of a request's records: the unit of processing.
+type fragment struct {
+	offset  int
+	records []byte // a JSON array of the raw records, kept by the store (KeepRecords)
+	msg     *message.Message
+}
+
+// fragments cuts a new request's records into fragments of at most FragmentSize records.
+// Cutting here, while the records are already parsed, writes each byte once: the records are
+// kept by the store (for processing, and for replay until retention purges them) and the queue
+// message that schedules a fragment carries only its coordinates. A separate split stage would
+// write a big envelope twice, through the writer every 202 waits for.
+func (p *Pipeline) fragments(requestID, clientID string, env Envelope) []fragment {
 	size := p.cfg.FragmentSize
-	out := make([]*message.Message, 0, (len(env.Records)+size-1)/size)
+	out := make([]fragment, 0, (len(env.Records)+size-1)/size)
 	for off := 0; off < len(env.Records); off += size {
 		end := min(off+size, len(env.Records))
-		f := message.NewMessage(uuid.NewString(), joinRecords(env.Records[off:end]))
-		f.Metadata.Set(mdRequest, requestID)
-		f.Metadata.Set(mdClient, clientID)
-		f.Metadata.Set(mdFormat, env.Format)
-		f.Metadata.Set(mdOffset, strconv.Itoa(off))
-		out = append(out, f)
+		out = append(out, fragment{offset: off, records: joinRecords(env.Records[off:end]),
+			msg: fragmentMessage(requestID, clientID, env.Format, off, end-off, nil)})
 	}
 	return out
+}
+
+// fragmentMessage schedules the processing of count records of a request from offset; indexes,
+// if not nil, limits it to those records (a replay).
+func fragmentMessage(requestID, clientID, format string, offset, count int, indexes []int) *message.Message {
+	m := message.NewMessage(uuid.NewString(), nil)
+	m.Metadata.Set(mdRequest, requestID)
+	m.Metadata.Set(mdClient, clientID)
+	m.Metadata.Set(mdFormat, format)
+	m.Metadata.Set(mdOffset, strconv.Itoa(offset))
+	m.Metadata.Set(mdCount, strconv.Itoa(count))
+	if indexes != nil {
+		m.Metadata.Set(mdIndexes, formatIndexes(indexes))
+	}
+	return m
 }
 
 // newMessages describes records (starting at index offset) for the tracker: their external

@@ -41,6 +41,7 @@ const (
 	mdClient  = "client_id"
 	mdFormat  = "format"
 	mdOffset  = "offset"
+	mdCount   = "count"   // records in a fragment
 	mdIndexes = "indexes" // a delivery's record indexes, so even an unreadable one can be failed
 )
 
@@ -56,6 +57,13 @@ type Config struct {
 	// RetryBackoff is how long a delivery waits after failed attempt n (1-based) before the
 	// next; default: 1s doubling up to 5 minutes.
 	RetryBackoff func(attempt int) time.Duration
+	// TrackAtIntake is the largest request whose messages are recorded in the intake
+	// transaction (findable by external reference from the 202 on); bigger requests' messages
+	// are recorded when their fragments are split. Default 1,000; negative: never.
+	TrackAtIntake int
+	// RetainRecords and RetainTracking are how long raw records (for processing and replay)
+	// and tracked requests are kept; zero keeps them for ever.
+	RetainRecords, RetainTracking time.Duration
 	// PublishEvents makes the pipeline publish what happens to each request on TopicEvents
 	// (for webhooks); set it only when something consumes that topic.
 	PublishEvents bool
@@ -99,6 +107,9 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.FragmentSize <= 0 {
 		cfg.FragmentSize = 1000
+	}
+	if cfg.TrackAtIntake == 0 {
+		cfg.TrackAtIntake = 1000
 	}
 	if cfg.DeliveryAttempts <= 0 {
 		cfg.DeliveryAttempts = 10
@@ -206,11 +217,26 @@ func (p *Pipeline) refreshBacklog(ctx context.Context) error {
 }
 
 func (p *Pipeline) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
+	every := time.Hour
+	for _, d := range []time.Duration{p.cfg.RetainRecords, p.cfg.RetainTracking} {
+		if d > 0 {
+			every = min(every, max(d/10, time.Second))
+		}
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
+	lastKeys := time.Time{}
 	for {
-		if err := p.purgeIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
-			p.log.Warn("purge idempotency keys", "err", err)
+		if time.Since(lastKeys) >= time.Hour {
+			if err := p.purgeIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+				p.log.Warn("purge idempotency keys", "err", err)
+			}
+			lastKeys = time.Now()
+		}
+		if n, err := p.purgeExpired(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("purge expired data", "err", err)
+		} else if n > 0 {
+			p.log.Debug("purged expired data", "rows", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -218,4 +244,32 @@ func (p *Pipeline) purgeLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// purgeBatch is how many rows of each kind one purge transaction deletes: small, so the writer
+// is never held long and intake never waits behind retention.
+const purgeBatch = 500
+
+// purgeExpired deletes what retention no longer keeps, batch by batch, and returns the rows
+// deleted.
+func (p *Pipeline) purgeExpired(ctx context.Context) (int, error) {
+	var recordsBefore, trackingBefore time.Time
+	if d := p.cfg.RetainRecords; d > 0 {
+		recordsBefore = p.now().Add(-d)
+	}
+	if d := p.cfg.RetainTracking; d > 0 {
+		trackingBefore = p.now().Add(-d)
+	}
+	if recordsBefore.IsZero() && trackingBefore.IsZero() {
+		return 0, nil
+	}
+	total := 0
+	for ctx.Err() == nil {
+		n, err := p.cfg.Store.Purge(ctx, recordsBefore, trackingBefore, purgeBatch)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+	return total, ctx.Err()
 }

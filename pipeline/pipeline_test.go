@@ -5,16 +5,22 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/internal/store"
-	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/sinks"
@@ -71,16 +77,18 @@ type harness struct {
 	dir   string
 	// running is set once run has started the router.
 	running bool
+	// mappings is the current mapping set (swap it to simulate a hot reload).
+	mappings atomic.Pointer[mappings.Set]
 }
 
 // backend opens a store.Store for a test; every pipeline test runs on each.
 type backend struct {
 	name string
-	open func(t *testing.T, dir string, topics map[string]store.TopicConfig) store.Store
+	open func(t testing.TB, dir string, topics map[string]store.TopicConfig) store.Store
 }
 
 var backends = []backend{
-	{"sqlite", func(t *testing.T, dir string, topics map[string]store.TopicConfig) store.Store {
+	{"sqlite", func(t testing.TB, dir string, topics map[string]store.TopicConfig) store.Store {
 		st, err := sqlitestore.Open(sqlitestore.Config{Path: filepath.Join(dir, "gateway.db"), Topics: topics})
 		if err != nil {
 			t.Fatal(err)
@@ -96,28 +104,36 @@ func forEachBackend(t *testing.T, test func(t *testing.T, b backend)) {
 	}
 }
 
-func newHarness(t *testing.T, b backend, fragmentSize int) *harness {
+func newHarness(t testing.TB, b backend, fragmentSize int) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	set, err := mappings.Load("../examples/mappings", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sinkSet, err := sinks.Open(map[string]sinks.Config{
+	return newHarnessWith(t, b, fragmentSize, "../examples/mappings", map[string]sinks.Config{
 		"activities": {Type: "sqlite", Table: "activities", Key: "activity_id"},
 		"quotes":     {Type: "sqlite", Table: "quotes", Key: "quote_id"},
 		"payments":   {Type: "sqlite", Table: "payments", Key: "payment_uuid"},
-	}, dir)
+	})
+}
+
+// newHarnessWith is a harness with the mappings of mappingsDir and the given sinks.
+func newHarnessWith(t testing.TB, b backend, fragmentSize int, mappingsDir string, sinkConfigs map[string]sinks.Config) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	set, err := mappings.Load(mappingsDir, slices.Collect(maps.Keys(sinkConfigs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sinkSet, err := sinks.Open(sinkConfigs, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := b.open(t, dir, QueueTopics(sinkSet.Names()))
-	p, err := New(Config{Store: st, Mappings: func() *mappings.Set { return set }, Sinks: sinkSet, FragmentSize: fragmentSize,
+	h := &harness{store: st, sinks: sinkSet, dir: dir}
+	h.mappings.Store(set)
+	p, err := New(Config{Store: st, Mappings: h.mappings.Load, Sinks: sinkSet, FragmentSize: fragmentSize,
 		RetryBackoff: func(int) time.Duration { return 10 * time.Millisecond }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{p: p, store: st, sinks: sinkSet, dir: dir}
+	h.p = p
 	t.Cleanup(func() {
 		if h.running {
 			p.Close() // a router that never ran would wait its whole CloseTimeout
@@ -221,7 +237,12 @@ func testFragmentsAndRedelivery(t *testing.T, b backend) {
 	}
 	// Replay: the same request's fragments queued again.
 	err = h.store.Update(context.Background(), func(tx store.Tx) error {
-		return tx.Publish(topicFragments, h.p.fragments(r.RequestID, "c", env)...)
+		for _, f := range h.p.fragments(r.RequestID, "c", env) {
+			if err := tx.Publish(topicFragments, f.msg); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +330,9 @@ func testBacklogRefusesIntake(t *testing.T, b backend) {
 
 // TestUnreadableDeliveryEndsFailed: a delivery whose payload cannot be decoded ends its records
 // Failed with the reason instead of being dropped (which would leave them Processing for ever).
-func TestUnreadableDeliveryEndsFailed(t *testing.T) { forEachBackend(t, testUnreadableDeliveryEndsFailed) }
+func TestUnreadableDeliveryEndsFailed(t *testing.T) {
+	forEachBackend(t, testUnreadableDeliveryEndsFailed)
+}
 
 func testUnreadableDeliveryEndsFailed(t *testing.T, b backend) {
 	h := newHarness(t, b, 10)
@@ -498,5 +521,197 @@ func testEventsPublished(t *testing.T, b backend) {
 	}
 	if statuses["bad"] != tracker.Invalid || statuses["c0"] != tracker.Complete || statuses["c11"] != tracker.Complete {
 		t.Fatalf("statuses = %v", statuses)
+	}
+}
+
+// TestFanOut: with routes_mode all a record goes to every matching route's sink; each sink is
+// retried on its own (the one that succeeded is not written again) and the record is Complete
+// only when every sink has it, or Failed with the failing sink's error.
+func TestFanOut(t *testing.T) { forEachBackend(t, testFanOut) }
+
+func testFanOut(t *testing.T, b backend) {
+	var calls, fail atomic.Int32
+	fail.Store(2) // the API answers 503 twice, then 200
+	var permanent atomic.Bool
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		calls.Add(1)
+		switch {
+		case permanent.Load():
+			http.Error(w, "claim refused", http.StatusUnprocessableEntity)
+		case fail.Add(-1) >= 0:
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		}
+	}))
+	defer api.Close()
+	dir := t.TempDir()
+	mapping := `format: claim
+id: id
+type: {const: claim}
+routes_mode: all
+routes:
+  - name: table
+    sink: claims
+    fields: {claim_id: id, amount: amount}
+  - name: urgent
+    when: urgent == true
+    sink: api
+    fields: {claim_id: id}
+`
+	if err := os.WriteFile(filepath.Join(dir, "claim.yaml"), []byte(mapping), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarnessWith(t, b, 10, dir, map[string]sinks.Config{
+		"claims": {Type: "sqlite", Table: "claims", Key: "claim_id"},
+		"api":    {Type: "http", URL: api.URL, MaxAttempts: 1},
+	})
+	h.run(t)
+	env := Envelope{Format: "claim", Records: [][]byte{
+		[]byte(`{"id":"u1","amount":5,"urgent":true}`),
+		[]byte(`{"id":"n1","amount":7,"urgent":false}`),
+	}}
+	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := h.waitDone(t, r.RequestID)
+	if v.Summary.Complete != 2 {
+		t.Fatalf("summary = %+v, want both Complete", v.Summary)
+	}
+	if got := rows(t, h, "claims"); got != 2 {
+		t.Fatalf("claims rows = %d, want 2", got)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("the API was called %d times, want 3 (two 503s, then the urgent claim)", n)
+	}
+
+	// A permanent refusal by one sink fails the record with that sink's error; the other sink
+	// still has it.
+	permanent.Store(true)
+	r, err = h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: Envelope{Format: "claim",
+		Records: [][]byte{[]byte(`{"id":"u2","amount":9,"urgent":true}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = h.waitDone(t, r.RequestID)
+	if v.Summary.Failed != 1 || len(v.Messages) != 1 || len(v.Messages[0].Errors) != 1 ||
+		!strings.Contains(v.Messages[0].Errors[0], "sink api") || !strings.Contains(v.Messages[0].Errors[0], "claim refused") {
+		t.Fatalf("after a refusal: %+v %+v", v.Summary, v.Messages)
+	}
+	if got := rows(t, h, "claims"); got != 3 {
+		t.Fatalf("claims rows = %d, want 3", got)
+	}
+}
+
+// TestReplayAfterMappingFix: records that failed validation are replayed after the mapping is
+// fixed and end Complete, their earlier errors still visible; replaying again is harmless.
+func TestReplayAfterMappingFix(t *testing.T) { forEachBackend(t, testReplayAfterMappingFix) }
+
+func testReplayAfterMappingFix(t *testing.T, b backend) {
+	dir := t.TempDir()
+	write := func(limit string) {
+		m := `format: claim
+id: id
+type: {const: claim}
+validate:
+  - rule: amount < ` + limit + `
+    message: amount too large
+routes:
+  - sink: claims
+    fields: {claim_id: id, amount: amount}
+`
+		if err := os.WriteFile(filepath.Join(dir, "claim.yaml"), []byte(m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("10")
+	h := newHarnessWith(t, b, 2, dir, map[string]sinks.Config{"claims": {Type: "sqlite", Table: "claims", Key: "claim_id"}})
+	h.run(t)
+	env := Envelope{Format: "claim", Records: [][]byte{[]byte(`{"id":"a","amount":5}`), []byte(`{"id":"b","amount":50}`),
+		[]byte(`{"id":"c","amount":7}`), []byte(`{"id":"d","amount":70}`), []byte(`{"id":"e","amount":80}`)}}
+	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := h.waitDone(t, r.RequestID); v.Summary.Invalid != 3 || v.Summary.Complete != 2 {
+		t.Fatalf("before the fix: %+v", v.Summary)
+	}
+	// Another client cannot replay c's messages.
+	if n, _, err := h.p.Replay(context.Background(), "intruder", tracker.Filter{RequestIDs: []string{r.RequestID}}); err != nil || n != 0 {
+		t.Fatalf("replay by another client: %d, %v", n, err)
+	}
+
+	write("100")
+	fixed, err := mappings.Load(dir, []string{"claims"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mappings.Store(fixed)
+	n, skipped, err := h.p.Replay(context.Background(), "c", tracker.Filter{RequestIDs: []string{r.RequestID}})
+	if err != nil || n != 3 || skipped != 0 {
+		t.Fatalf("replay: %d replayed, %d skipped, %v", n, skipped, err)
+	}
+	v := h.waitDone(t, r.RequestID)
+	if v.Summary.Complete != 5 {
+		t.Fatalf("after the fix: %+v", v.Summary)
+	}
+	for _, m := range v.Messages {
+		replayed := m.ExternalReference == "b" || m.ExternalReference == "d" || m.ExternalReference == "e"
+		if replayed && (len(m.Errors) != 1 || !strings.Contains(m.Errors[0], "amount too large")) {
+			t.Fatalf("%s lost its earlier error: %q", m.ExternalReference, m.Errors)
+		}
+	}
+	if got := rows(t, h, "claims"); got != 5 {
+		t.Fatalf("claims rows = %d, want 5", got)
+	}
+	if n, _, err := h.p.Replay(context.Background(), "c", tracker.Filter{RequestIDs: []string{r.RequestID}}); err != nil || n != 0 {
+		t.Fatalf("second replay: %d, %v; want nothing to replay", n, err)
+	}
+	if _, _, err := h.p.Replay(context.Background(), "c", tracker.Filter{Statuses: []tracker.Status{tracker.Complete}}); !errors.Is(err, tracker.ErrInvalidFilter) {
+		t.Fatalf("replaying Complete messages: %v, want ErrInvalidFilter", err)
+	}
+}
+
+// TestRetention: raw records and tracked requests older than their retention are purged; newer
+// ones are kept.
+func TestRetention(t *testing.T) { forEachBackend(t, testRetention) }
+
+func testRetention(t *testing.T, b backend) {
+	h := newHarness(t, b, 10)
+	h.run(t)
+	base := time.Now().Add(-3 * time.Hour)
+	var clock atomic.Int64
+	clock.Store(base.UnixNano())
+	h.p.cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	old, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: calls(25)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDone(t, old.RequestID)
+	clock.Store(base.Add(2 * time.Hour).UnixNano())
+	recent, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: calls(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDone(t, recent.RequestID)
+
+	h.p.cfg.RetainRecords, h.p.cfg.RetainTracking = time.Hour, 90*time.Minute
+	n, err := h.p.purgeExpired(context.Background())
+	if err != nil || n < 25+3 { // 25 messages, their request, 3 kept fragments
+		t.Fatalf("purged %d rows, %v", n, err)
+	}
+	ctx := context.Background()
+	if offs, err := h.store.RecordOffsets(ctx, old.RequestID); err != nil || len(offs) != 0 {
+		t.Fatalf("old records still kept: %v %v", offs, err)
+	}
+	if offs, err := h.store.RecordOffsets(ctx, recent.RequestID); err != nil || len(offs) != 1 {
+		t.Fatalf("recent records: %v %v", offs, err)
+	}
+	page, err := h.store.Tracker().Find(ctx, "c", tracker.Filter{RequestIDs: []string{old.RequestID, recent.RequestID}})
+	if err != nil || len(page.Requests) != 1 || page.Requests[0].ID != recent.RequestID || len(page.Requests[0].Messages) != 5 {
+		t.Fatalf("after purge: %+v, %v; want only the recent request", page, err)
+	}
+	if n, err := h.p.purgeExpired(ctx); err != nil || n != 0 {
+		t.Fatalf("second purge: %d, %v", n, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,12 +14,13 @@ import (
 
 // Sink types accepted in Config.Type.
 const (
-	TypeSQLite = "sqlite"
-	TypeHTTP   = "http"
-	TypeFile   = "file"
+	TypeSQLite   = "sqlite"
+	TypePostgres = "postgres"
+	TypeHTTP     = "http"
+	TypeFile     = "file"
 )
 
-// Defaults applied to zero Config fields.
+// Defaults applied to zero Config fields (see options for which type each applies to).
 const (
 	DefaultSQLitePath  = "sinks.db"
 	DefaultTimeout     = 10 * time.Second
@@ -26,54 +28,133 @@ const (
 	DefaultMaxAttempts = 3
 )
 
-// updatedAtColumn is the column every sqlite sink table carries with the time of the last write.
+// updatedAtColumn is the column every table sink carries with the time of the last write.
 const updatedAtColumn = "_updated_at"
 
-// idColumn is the sqlite key column when no key field is configured: it holds Record.ID.
+// idColumn is the table sinks' key column when no key field is configured: it holds Record.ID.
 const idColumn = "_id"
 
 // Config is one entry of the `sinks:` map in gateway.yaml. The config loader decodes it with
-// yaml.v3 (durations as "10s") and reports unknown keys itself; Validate checks the values.
+// yaml.v3 (durations as "10s"), expands ${ENV} references and reports unknown keys itself;
+// Validate checks the values. Which key applies to which type, and its default, is declared once
+// in options; docs/sinks.md documents each (a test keeps the three in step).
 type Config struct {
-	Type string `yaml:"type"` // sqlite | http | file
+	Type string `yaml:"type"` // sqlite | postgres | http | file
 
 	// sqlite: Path is the database file, relative to the data dir, default "sinks.db".
 	// file: Path is the NDJSON file, relative to the data dir, default "<name>.ndjson".
 	Path string `yaml:"path"`
 
-	// sqlite
+	// sqlite, postgres
 	Table string `yaml:"table"` // default: the sink's name
-	// Key is the mapped field used as the upsert key (the table's PRIMARY KEY, stored as TEXT).
-	// Records whose key field is absent or null use Record.ID. Without Key, the key column is
-	// "_id" and always holds Record.ID.
+	// Key is the mapped field used as the upsert key (with the client id, the table's primary
+	// key; stored as text). Records whose key field is absent or null use Record.ID. Without
+	// Key, the key column is "_id" and always holds Record.ID.
 	Key string `yaml:"key"`
 
+	// http: the endpoint. postgres: the database URL, default the gateway's own database.
+	URL string `yaml:"url"`
+
 	// http
-	URL         string            `yaml:"url"`
 	Headers     map[string]string `yaml:"headers"`
 	Timeout     time.Duration     `yaml:"timeout"`      // per request, default 10s
 	BatchSize   int               `yaml:"batch_size"`   // records per POST, default 500
 	MaxAttempts int               `yaml:"max_attempts"` // in-call attempts on 5xx/timeout/408/429, default 3
 }
 
-var typeNames = []string{TypeSQLite, TypeHTTP, TypeFile}
+var typeNames = []string{TypeSQLite, TypePostgres, TypeHTTP, TypeFile}
 
-// identRe is what the sqlite sink accepts as a table, key or column name: quoting alone would
+// option declares one key of Config: the types it applies to and, per type, its default. It is
+// the single list of keys: Validate refuses a key set for a type it does not apply to,
+// withDefaults fills the defaults, and the docs test checks docs/sinks.md against it (and that
+// it names exactly Config's yaml keys).
+type option struct {
+	key   string
+	types []string
+	// defaults gives the key's default for a type, for the sink called name (a value of the
+	// field's type). A type the key applies to without an entry has no default.
+	defaults map[string]func(name string) any
+}
+
+var options = []option{
+	{key: "type", types: typeNames},
+	{key: "path", types: []string{TypeSQLite, TypeFile}, defaults: map[string]func(string) any{
+		TypeSQLite: func(string) any { return DefaultSQLitePath },
+		TypeFile:   func(name string) any { return name + ".ndjson" },
+	}},
+	{key: "table", types: []string{TypeSQLite, TypePostgres}, defaults: map[string]func(string) any{
+		TypeSQLite:   func(name string) any { return name },
+		TypePostgres: func(name string) any { return name },
+	}},
+	{key: "key", types: []string{TypeSQLite, TypePostgres}},
+	// postgres's url defaults to the gateway's database, which Open is told (WithDatabase).
+	{key: "url", types: []string{TypeHTTP, TypePostgres}},
+	{key: "headers", types: []string{TypeHTTP}},
+	{key: "timeout", types: []string{TypeHTTP}, defaults: map[string]func(string) any{
+		TypeHTTP: func(string) any { return DefaultTimeout },
+	}},
+	{key: "batch_size", types: []string{TypeHTTP}, defaults: map[string]func(string) any{
+		TypeHTTP: func(string) any { return DefaultBatchSize },
+	}},
+	{key: "max_attempts", types: []string{TypeHTTP}, defaults: map[string]func(string) any{
+		TypeHTTP: func(string) any { return DefaultMaxAttempts },
+	}},
+}
+
+// configFields maps each yaml key of Config to its field index.
+var configFields = func() map[string]int {
+	t := reflect.TypeOf(Config{})
+	m := map[string]int{}
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
+			m[k] = i
+		}
+	}
+	return m
+}()
+
+// field is the value of o's field in c, settable when c is.
+func (o option) field(c reflect.Value) reflect.Value { return c.Field(configFields[o.key]) }
+
+// show renders o's value in c for a message; url is shown without password or query.
+func (o option) show(c *Config) string {
+	switch v := o.field(reflect.ValueOf(c).Elem()).Interface().(type) {
+	case string:
+		if o.key == "url" {
+			v = redactURL(v)
+		}
+		return fmt.Sprintf("%q", v)
+	case map[string]string:
+		return "[" + strings.Join(sortedKeys(v), " ") + "]"
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// identRe is what the table sinks accept as a table, key or column name: quoting alone would
 // make anything safe, but plain identifiers keep the table usable from any SQL tool.
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 const identRule = "letters, digits and _, not starting with a digit"
 
+// maxPostgresIdent is PostgreSQL's identifier length limit (NAMEDATALEN-1 bytes); longer names
+// would be truncated, silently merging two of them.
+const maxPostgresIdent = 63
+
 // headerNameRe is RFC 9110's token.
 var headerNameRe = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
+// ClientHeader is the request header in which the http sink names the client whose records a
+// request carries.
+const ClientHeader = "X-Gateway-Client"
+
 // sinkSetHeaders are request headers the http sink sets itself.
-var sinkSetHeaders = []string{"Content-Type", "Content-Length", "Idempotency-Key", "Host"}
+var sinkSetHeaders = []string{"Content-Type", "Content-Length", "Idempotency-Key", ClientHeader, "Host"}
 
 // Validate checks c as the config of the sink called name and returns every problem found,
 // joined, each naming the sink, the field and the value, e.g.
-// `sink "x": type "kafka" is not one of sqlite, http, file`. Fields that do not belong to the
-// type are errors too. Validate does not touch the file system or the network.
+// `sink "x": type "kafka" is not one of sqlite, postgres, http, file`. Fields that do not belong
+// to the type are errors too. Validate does not touch the file system or the network.
 func (c Config) Validate(name string) error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -82,35 +163,19 @@ func (c Config) Validate(name string) error {
 	if name == "" {
 		bad("name must not be empty")
 	}
-	switch c.Type {
-	case "":
+	switch {
+	case c.Type == "":
 		bad("type is required: one of %s", strings.Join(typeNames, ", "))
 		return errors.Join(errs...)
-	case TypeSQLite, TypeHTTP, TypeFile:
-	default:
+	case !slices.Contains(typeNames, c.Type):
 		bad("type %q is not one of %s", c.Type, strings.Join(typeNames, ", "))
 		return errors.Join(errs...)
 	}
 
-	// Fields foreign to the type, in declaration order.
-	foreign := []struct {
-		field string
-		set   bool
-		value string
-		types []string // types the field belongs to
-	}{
-		{"path", c.Path != "", fmt.Sprintf("%q", c.Path), []string{TypeSQLite, TypeFile}},
-		{"table", c.Table != "", fmt.Sprintf("%q", c.Table), []string{TypeSQLite}},
-		{"key", c.Key != "", fmt.Sprintf("%q", c.Key), []string{TypeSQLite}},
-		{"url", c.URL != "", fmt.Sprintf("%q", redactURL(c.URL)), []string{TypeHTTP}},
-		{"headers", len(c.Headers) > 0, "[" + strings.Join(sortedKeys(c.Headers), " ") + "]", []string{TypeHTTP}},
-		{"timeout", c.Timeout != 0, c.Timeout.String(), []string{TypeHTTP}},
-		{"batch_size", c.BatchSize != 0, fmt.Sprint(c.BatchSize), []string{TypeHTTP}},
-		{"max_attempts", c.MaxAttempts != 0, fmt.Sprint(c.MaxAttempts), []string{TypeHTTP}},
-	}
-	for _, f := range foreign {
-		if f.set && !slices.Contains(f.types, c.Type) {
-			bad("%s %s does not apply to type %s", f.field, f.value, c.Type)
+	cv := reflect.ValueOf(c)
+	for _, o := range options {
+		if !o.field(cv).IsZero() && !slices.Contains(o.types, c.Type) {
+			bad("%s %s does not apply to type %s", o.key, o.show(&c), c.Type)
 		}
 	}
 
@@ -119,20 +184,14 @@ func (c Config) Validate(name string) error {
 		if c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:") {
 			bad("path %q is not supported: give a file path", c.Path)
 		}
-		switch {
-		case c.Table == "" && name != "" && !identRe.MatchString(name):
-			bad("table %q (the sink name) is not a plain identifier (%s); set table", name, identRule)
-		case c.Table != "" && !identRe.MatchString(c.Table):
-			bad("table %q is not a plain identifier (%s)", c.Table, identRule)
-		case strings.HasPrefix(strings.ToLower(c.table(name)), "sqlite_"):
-			bad("table %q is reserved by SQLite (sqlite_ prefix)", c.table(name))
+		c.validateTable(name, "SQLite", "sqlite_", bad)
+	case TypePostgres:
+		if c.URL != "" {
+			if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+				bad("url %q is not a postgres:// or postgresql:// URL", redactURL(c.URL))
+			}
 		}
-		switch {
-		case c.Key != "" && !identRe.MatchString(c.Key):
-			bad("key %q is not a plain identifier (%s)", c.Key, identRule)
-		case strings.EqualFold(c.Key, updatedAtColumn):
-			bad("key %q is reserved for the time of the last write", c.Key)
-		}
+		c.validateTable(name, "PostgreSQL", "pg_", bad)
 	case TypeHTTP:
 		if c.URL == "" {
 			bad("url is required for type http")
@@ -167,7 +226,33 @@ func (c Config) Validate(name string) error {
 	return errors.Join(errs...)
 }
 
-// table is the sqlite table name: Table, or the sink's name.
+// validateTable checks the table and key of a table sink. reservedPrefix starts the names of the
+// tables of the database called db.
+func (c Config) validateTable(name, db, reservedPrefix string, bad func(string, ...any)) {
+	table := c.table(name)
+	switch {
+	case c.Table == "" && name != "" && !identRe.MatchString(name):
+		bad("table %q (the sink name) is not a plain identifier (%s); set table", name, identRule)
+	case c.Table != "" && !identRe.MatchString(c.Table):
+		bad("table %q is not a plain identifier (%s)", c.Table, identRule)
+	case strings.HasPrefix(strings.ToLower(table), reservedPrefix):
+		bad("table %q is reserved by %s (%s prefix)", table, db, reservedPrefix)
+	case c.Type == TypePostgres && len(table) > maxPostgresIdent:
+		bad("table %q is longer than PostgreSQL's %d-byte identifier limit", table, maxPostgresIdent)
+	}
+	switch {
+	case c.Key != "" && !identRe.MatchString(c.Key):
+		bad("key %q is not a plain identifier (%s)", c.Key, identRule)
+	case strings.EqualFold(c.Key, updatedAtColumn):
+		bad("key %q is reserved for the time of the last write", c.Key)
+	case strings.EqualFold(c.Key, ClientField):
+		bad("key %q is reserved for the client id", c.Key)
+	case c.Type == TypePostgres && len(c.Key) > maxPostgresIdent:
+		bad("key %q is longer than PostgreSQL's %d-byte identifier limit", c.Key, maxPostgresIdent)
+	}
+}
+
+// table is the table sinks' table name: Table, or the sink's name.
 func (c Config) table(name string) string {
 	if c.Table != "" {
 		return c.Table
@@ -175,37 +260,31 @@ func (c Config) table(name string) string {
 	return name
 }
 
-// withDefaults returns c with zero fields of its type set to their defaults.
+// withDefaults returns c with zero fields of its type set to their defaults (options).
 func (c Config) withDefaults(name string) Config {
-	switch c.Type {
-	case TypeSQLite:
-		if c.Path == "" {
-			c.Path = DefaultSQLitePath
-		}
-		c.Table = c.table(name)
-	case TypeHTTP:
-		if c.Timeout == 0 {
-			c.Timeout = DefaultTimeout
-		}
-		if c.BatchSize == 0 {
-			c.BatchSize = DefaultBatchSize
-		}
-		if c.MaxAttempts == 0 {
-			c.MaxAttempts = DefaultMaxAttempts
-		}
-	case TypeFile:
-		if c.Path == "" {
-			c.Path = name + ".ndjson"
+	cv := reflect.ValueOf(&c).Elem()
+	for _, o := range options {
+		if def, ok := o.defaults[c.Type]; ok && o.field(cv).IsZero() {
+			o.field(cv).Set(reflect.ValueOf(def(name)))
 		}
 	}
 	return c
 }
 
 // redactURL shows u for messages without its password and query, which may hold credentials.
-// (Sink errors can reach partners through tracking.) u may be invalid.
+// (Sink errors can reach partners through tracking.) u may be invalid: then everything between
+// "://" and the last "@" is masked, and everything from "?" on dropped.
 func redactURL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
+		if i := strings.Index(u, "://"); i >= 0 {
+			if j := strings.LastIndex(u, "@"); j > i {
+				u = u[:i+3] + "xxxxx" + u[j:]
+			}
+		}
+		if i := strings.IndexByte(u, '?'); i >= 0 {
+			u = u[:i] + "?..."
+		}
 		return u
 	}
 	q := p.RawQuery != ""

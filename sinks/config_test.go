@@ -25,9 +25,9 @@ func TestConfigValidate(t *testing.T) {
 		{"file defaults", "audit", sinks.Config{Type: "file"}, ""},
 		{"file path", "audit", sinks.Config{Type: "file", Path: "/var/log/audit.ndjson"}, ""},
 
-		{"missing type", "x", sinks.Config{}, `sink "x": type is required: one of sqlite, http, file`},
-		{"unknown type", "x", sinks.Config{Type: "kafka"}, `sink "x": type "kafka" is not one of sqlite, http, file`},
-		{"type is case-sensitive", "x", sinks.Config{Type: "SQLite"}, `sink "x": type "SQLite" is not one of sqlite, http, file`},
+		{"missing type", "x", sinks.Config{}, `sink "x": type is required: one of sqlite, postgres, http, file`},
+		{"unknown type", "x", sinks.Config{Type: "kafka"}, `sink "x": type "kafka" is not one of sqlite, postgres, http, file`},
+		{"type is case-sensitive", "x", sinks.Config{Type: "SQLite"}, `sink "x": type "SQLite" is not one of sqlite, postgres, http, file`},
 		{"empty name", "", sinks.Config{Type: "file", Path: "a.ndjson"}, `sink "": name must not be empty`},
 
 		{"sink name not usable as table", "my-sink", sinks.Config{Type: "sqlite"},
@@ -67,6 +67,26 @@ func TestConfigValidate(t *testing.T) {
 				`sink "x": max_attempts -2 must be positive (omit it for the default 3)`},
 		{"timeout without unit", "x", sinks.Config{Type: "http", URL: "https://h", Timeout: 10}, `sink "x": timeout 10ns is below 1ms; give a unit, e.g. 10s`},
 
+		{"reserved client key", "x", sinks.Config{Type: "sqlite", Key: "_Client_ID"}, `sink "x": key "_Client_ID" is reserved for the client id`},
+
+		{"postgres defaults", "activities", sinks.Config{Type: "postgres"}, ""},
+		{"postgres full", "acts", sinks.Config{Type: "postgres", URL: "postgresql://gw:pw@db:5432/sinks?sslmode=require", Table: "activities", Key: "activity_id"}, ""},
+		{"postgres url of another kind", "x", sinks.Config{Type: "postgres", URL: "mysql://u:secret@h/db"},
+			`sink "x": url "mysql://u:xxxxx@h/db" is not a postgres:// or postgresql:// URL`},
+		{"postgres unparsable url keeps its password hidden", "x", sinks.Config{Type: "postgres", URL: "postgres://u:p%zz@h/db?password=x"},
+			`sink "x": url "postgres://xxxxx@h/db?..." is not a postgres:// or postgresql:// URL`},
+		{"postgres reserved table", "x", sinks.Config{Type: "postgres", Table: "pg_stats"}, `sink "x": table "pg_stats" is reserved by PostgreSQL (pg_ prefix)`},
+		{"postgres long names", "x", sinks.Config{Type: "postgres", Table: strings.Repeat("t", 64), Key: strings.Repeat("k", 64)},
+			`sink "x": table "` + strings.Repeat("t", 64) + `" is longer than PostgreSQL's 63-byte identifier limit` + "\n" +
+				`sink "x": key "` + strings.Repeat("k", 64) + `" is longer than PostgreSQL's 63-byte identifier limit`},
+		{"sqlite names may be long", "x", sinks.Config{Type: "sqlite", Table: strings.Repeat("t", 64)}, ""},
+		{"other fields on postgres", "x", sinks.Config{Type: "postgres", Path: "a.db", Headers: map[string]string{"A": "1"}, BatchSize: 2},
+			`sink "x": path "a.db" does not apply to type postgres` + "\n" +
+				`sink "x": headers [A] does not apply to type postgres` + "\n" +
+				`sink "x": batch_size 2 does not apply to type postgres`},
+		{"client header is the sink's", "x", sinks.Config{Type: "http", URL: "https://h", Headers: map[string]string{"x-gateway-client": "spoof"}},
+			`sink "x": headers: "x-gateway-client" is set by the sink and cannot be configured`},
+
 		{"key on file", "x", sinks.Config{Type: "file", Key: "id"}, `sink "x": key "id" does not apply to type file`},
 		{"url on file", "x", sinks.Config{Type: "file", URL: "https://h"}, `sink "x": url "https://h" does not apply to type file`},
 	}
@@ -89,6 +109,10 @@ func TestConfigDecodesFromYAML(t *testing.T) {
 activities:
   type: sqlite
   key: activity_id
+orders:
+  type: postgres
+  url: postgres://gw@127.0.0.1:5432/sinks
+  key: order_id
 hook:
   type: http
   url: https://example.com/in

@@ -12,7 +12,8 @@ import (
 var _ Sink = (*FileSink)(nil)
 
 // FileSink appends records to an NDJSON file: one line per record, holding its Data object
-// (compacted). It is not an upserting sink: a redelivered record is appended again, so readers
+// (compacted) with the client id added as its first member: {"_client_id":"demo",...}. It is
+// not an upserting sink: a redelivered record is appended again, so readers
 // must tolerate repeated lines (deduplicate by the record's own id if they care).
 //
 // Each Write appends all its lines with one write and fsyncs before returning nil. A Write that
@@ -30,10 +31,13 @@ type FileSink struct {
 	closed atomic.Bool // set under lock
 }
 
-// OpenFileSink opens (creating if needed, mode 0644) the NDJSON file at path for the sink called
+// OpenFileSink opens (creating if needed, mode 0600: it holds partners' data) the NDJSON file at path for the sink called
 // name. The directory must exist.
 func OpenFileSink(name, path string) (*FileSink, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err == nil {
+		err = f.Chmod(0o600) // a file created by an earlier version was 0644
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: %w", name, err)
 	}
@@ -45,15 +49,17 @@ func (s *FileSink) Write(ctx context.Context, records []Record) error {
 	if done, err := precheck(ctx, s.name, &s.closed, records); done {
 		return err
 	}
-	var buf bytes.Buffer
+	var buf []byte
+	var compact bytes.Buffer
 	for _, r := range records {
 		if _, err := parseObject(r); err != nil {
 			return fmt.Errorf("sink %q: %w", s.name, err)
 		}
-		if err := json.Compact(&buf, r.Data); err != nil { // a line must not contain a newline
+		compact.Reset()
+		if err := json.Compact(&compact, r.Data); err != nil { // a line must not contain a newline
 			return fmt.Errorf("sink %q: %w", s.name, Permanent(fmt.Errorf("record %s: %w", r.ID, err)))
 		}
-		buf.WriteByte('\n')
+		buf = append(appendWithClient(buf, r.ClientID, compact.Bytes()), '\n')
 	}
 
 	select {
@@ -69,7 +75,7 @@ func (s *FileSink) Write(ctx context.Context, records []Record) error {
 	if err != nil {
 		return fmt.Errorf("sink %q: stat %s: %w", s.name, s.path, err)
 	}
-	if _, err := s.f.Write(buf.Bytes()); err != nil {
+	if _, err := s.f.Write(buf); err != nil {
 		if terr := s.f.Truncate(info.Size()); terr != nil {
 			return fmt.Errorf("sink %q: append to %s: %w (and cutting back the partial write failed: %v)", s.name, s.path, err, terr)
 		}

@@ -26,11 +26,13 @@ const maxRetryAfter = 30 * time.Second
 // bodySnippet is how much of an error response goes into the error message.
 const bodySnippet = 200
 
-// HTTPSink POSTs records to a URL as JSON arrays of their Data objects (`[{...},{...}]`), at
-// most BatchSize records per request, with Content-Type application/json and an Idempotency-Key
-// header that is the same whenever the same sink sends a chunk of the same record IDs, so a
-// receiver can drop redelivered chunks. The receiver should also upsert by the record's own id:
-// a batch regrouped after a restart gets new keys.
+// HTTPSink POSTs records to a URL as JSON arrays of their Data objects, each with the client id
+// added as its first member (`[{"_client_id":"demo",...},...]`), at most BatchSize records per
+// request. One request carries the records of one client only, named again in the
+// X-Gateway-Client header. Requests have Content-Type application/json and an Idempotency-Key
+// header that is the same whenever the same sink sends a chunk of the same client's same record
+// IDs, so a receiver can drop redelivered chunks. The receiver should also upsert by the client
+// and the record's own id: a batch regrouped after a restart gets new keys.
 //
 // Each request may take Timeout. A Write retries a request up to MaxAttempts times on 5xx, 408,
 // 429, timeouts and connection errors, waiting as the response's Retry-After says (seconds or an
@@ -117,29 +119,55 @@ func (s *HTTPSink) Write(ctx context.Context, records []Record) error {
 	}
 	// Encode every chunk first, so a malformed record fails the batch before anything is sent.
 	type chunk struct {
-		body  []byte
-		key   string
-		first int
-		n     int
+		client string
+		body   []byte
+		key    string
+		n      int
 	}
 	var chunks []chunk
-	for first := 0; first < len(records); first += s.batchSize {
-		part := records[first:min(first+s.batchSize, len(records))]
-		body, err := encodeArray(part)
-		if err != nil {
-			return fmt.Errorf("sink %q: %w", s.name, err)
+	for _, group := range byClient(records) {
+		client := group[0].ClientID
+		if strings.ContainsFunc(client, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return fmt.Errorf("sink %q: %w", s.name, Permanent(fmt.Errorf("record %s: client id %q cannot be sent in a header", group[0].ID, client)))
 		}
-		chunks = append(chunks, chunk{body, idempotencyKey(s.name, part), first, len(part)})
+		for first := 0; first < len(group); first += s.batchSize {
+			part := group[first:min(first+s.batchSize, len(group))]
+			body, err := encodeArray(part)
+			if err != nil {
+				return fmt.Errorf("sink %q: %w", s.name, err)
+			}
+			chunks = append(chunks, chunk{client, body, idempotencyKey(s.name, client, part), len(part)})
+		}
 	}
+	sent := 0
 	for _, c := range chunks {
-		if err := s.post(ctx, c.body, c.key); err != nil {
+		if err := s.post(ctx, c.client, c.body, c.key); err != nil {
 			if len(chunks) == 1 {
 				return fmt.Errorf("sink %q: %w", s.name, err)
 			}
-			return fmt.Errorf("sink %q: records %d-%d of %d: %w", s.name, c.first+1, c.first+c.n, len(records), err)
+			return fmt.Errorf("sink %q: request of %d records of client %s (%d of %d records sent before): %w",
+				s.name, c.n, c.client, sent, len(records), err)
 		}
+		sent += c.n
 	}
 	return nil
+}
+
+// byClient splits records into groups of one client each, in order of first appearance,
+// keeping their order within a group.
+func byClient(records []Record) [][]Record {
+	var groups [][]Record
+	index := map[string]int{}
+	for _, r := range records {
+		g, ok := index[r.ClientID]
+		if !ok {
+			g = len(groups)
+			index[r.ClientID] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], r)
+	}
+	return groups
 }
 
 // Close marks the sink closed and drops idle connections. It is idempotent.
@@ -150,9 +178,9 @@ func (s *HTTPSink) Close() error {
 }
 
 // post sends one chunk, retrying as HTTPSink describes.
-func (s *HTTPSink) post(ctx context.Context, body []byte, key string) error {
+func (s *HTTPSink) post(ctx context.Context, client string, body []byte, key string) error {
 	for attempt := 1; ; attempt++ {
-		retryAfter, err := s.attempt(ctx, body, key)
+		retryAfter, err := s.attempt(ctx, client, body, key)
 		if err == nil || errors.Is(err, ErrPermanent) || ctx.Err() != nil {
 			return err
 		}
@@ -180,7 +208,7 @@ func (s *HTTPSink) post(ctx context.Context, body []byte, key string) error {
 
 // attempt makes one request. It returns the server's Retry-After (negative if none) and nil, a
 // permanent error, or a retryable one.
-func (s *HTTPSink) attempt(ctx context.Context, body []byte, key string) (time.Duration, error) {
+func (s *HTTPSink) attempt(ctx context.Context, client string, body []byte, key string) (time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url, bytes.NewReader(body))
@@ -190,6 +218,7 @@ func (s *HTTPSink) attempt(ctx context.Context, body []byte, key string) (time.D
 	req.Header = s.headers.Clone()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
+	req.Header.Set(ClientHeader, client)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		switch {
@@ -258,11 +287,12 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// encodeArray joins the records' Data objects into a JSON array, checking each is an object.
+// encodeArray joins the Data objects of records of one client into a JSON array, checking each
+// (parseObject) and adding the client id to each (appendWithClient).
 func encodeArray(records []Record) ([]byte, error) {
 	size := 2
 	for _, r := range records {
-		size += len(r.Data) + 1
+		size += len(r.Data) + len(ClientField) + len(r.ClientID) + 8
 	}
 	body := make([]byte, 0, size)
 	body = append(body, '[')
@@ -273,14 +303,15 @@ func encodeArray(records []Record) ([]byte, error) {
 		if i > 0 {
 			body = append(body, ',')
 		}
-		body = append(body, r.Data...)
+		body = appendWithClient(body, r.ClientID, r.Data)
 	}
 	return append(body, ']'), nil
 }
 
-// idempotencyKey derives a chunk's Idempotency-Key from the sink's name and the chunk's record
-// IDs: hex SHA-256 over length-prefixed strings, so no two distinct lists share an encoding.
-func idempotencyKey(sink string, records []Record) string {
+// idempotencyKey derives a chunk's Idempotency-Key from the sink's name, the client and the
+// chunk's record IDs: hex SHA-256 over length-prefixed strings, so no two distinct lists share
+// an encoding.
+func idempotencyKey(sink, client string, records []Record) string {
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	write := func(s string) {
@@ -288,6 +319,7 @@ func idempotencyKey(sink string, records []Record) string {
 		io.WriteString(h, s)
 	}
 	write(sink)
+	write(client)
 	for _, r := range records {
 		write(r.ID)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,18 +21,20 @@ import (
 	"github.com/opengw/gateway/sinks/sinktest"
 )
 
-// receiver is a test endpoint that stores the records it is sent, upserting by their "id".
+// receiver is a test endpoint that stores the records it is sent as a receiver should: upserting
+// by client and "id". It refuses (400) a request whose records do not all carry the client its
+// X-Gateway-Client header names.
 type receiver struct {
 	mu       sync.Mutex
 	order    []string
-	byID     map[string]json.RawMessage
+	byID     map[string]sinktest.Row // by client and id
 	requests []*http.Request
 	bodies   [][]byte
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
-	var objs []json.RawMessage
+	var objs []map[string]any
 	if err == nil {
 		err = json.Unmarshal(body, &objs)
 	}
@@ -38,30 +42,41 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want a POSTed JSON array", http.StatusBadRequest)
 		return
 	}
+	client := r.Header.Get(sinks.ClientHeader)
+	rows := make([]sinktest.Row, len(objs))
+	for i, o := range objs {
+		if o[sinks.ClientField] != client || client == "" {
+			http.Error(w, fmt.Sprintf("record %d: %s %v is not the header's %q", i, sinks.ClientField, o[sinks.ClientField], client), http.StatusBadRequest)
+			return
+		}
+		delete(o, sinks.ClientField)
+		b, _ := json.Marshal(o)
+		rows[i] = sinktest.Row{Client: client, Data: b}
+	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.requests = append(rc.requests, r)
 	rc.bodies = append(rc.bodies, body)
 	if rc.byID == nil {
-		rc.byID = map[string]json.RawMessage{}
+		rc.byID = map[string]sinktest.Row{}
 	}
-	for _, o := range objs {
-		id := gjson.GetBytes(o, "id").String()
-		if id == "" {
-			id = "#" + string(o) // no id: stored as is, never merged
+	for _, row := range rows {
+		id := client + "\x00" + gjson.GetBytes(row.Data, "id").String()
+		if !gjson.GetBytes(row.Data, "id").Exists() {
+			id = "#" + string(row.Data) // no id: stored as is, never merged
 		}
 		if _, ok := rc.byID[id]; !ok {
 			rc.order = append(rc.order, id)
 		}
-		rc.byID[id] = o
+		rc.byID[id] = row
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-func (rc *receiver) stored(*testing.T) []json.RawMessage {
+func (rc *receiver) stored(*testing.T) []sinktest.Row {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	out := make([]json.RawMessage, 0, len(rc.order))
+	out := make([]sinktest.Row, 0, len(rc.order))
 	for _, id := range rc.order {
 		out = append(out, rc.byID[id])
 	}
@@ -246,8 +261,56 @@ func TestHTTPSinkChunksWithStableIdempotencyKeys(t *testing.T) {
 	if len(keys) != 3 {
 		t.Errorf("%d distinct keys for 3 chunks", len(keys))
 	}
-	if got := string(rc.bodies[0]); got != "["+string(recs[0].Data)+","+string(recs[1].Data)+"]" {
-		t.Errorf("first body = %s", got)
+	if got, want := string(rc.bodies[0]), `[{"_client_id":"client-a","id":"r-c-0","seq":0,"name":"name c 0"},{"_client_id":"client-a","id":"r-c-1","seq":1,"name":"name c 1"}]`; got != want {
+		t.Errorf("first body =\n  %s\nwant\n  %s", got, want)
+	}
+}
+
+func TestHTTPSinkSendsOneClientPerRequest(t *testing.T) {
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	s := newHTTP(t, sinks.Config{URL: srv.URL, BatchSize: 2})
+	a, b := sinktest.RecordsOf("client-a", "x", 3), sinktest.RecordsOf("client-b", "x", 1)
+	// Interleaved: a0 b0 a1 a2.
+	write(t, s, a[0], b[0], a[1], a[2])
+	var got []string
+	keys := map[string]bool{}
+	for i, r := range rc.requests {
+		got = append(got, fmt.Sprintf("%s:%d", r.Header.Get(sinks.ClientHeader), len(gjson.ParseBytes(rc.bodies[i]).Array())))
+		keys[r.Header.Get("Idempotency-Key")] = true
+	}
+	// Grouped by client in order of first appearance, then chunked.
+	if want := []string{"client-a:2", "client-a:1", "client-b:1"}; !slices.Equal(got, want) {
+		t.Errorf("requests (client:records) = %v, want %v", got, want)
+	}
+	if len(keys) != 3 {
+		t.Errorf("%d distinct Idempotency-Keys for 3 requests", len(keys))
+	}
+
+	// The same record IDs from another client get another Idempotency-Key.
+	rc.requests, rc.bodies = nil, nil
+	write(t, s, a[0])
+	first := rc.requests[0].Header.Get("Idempotency-Key")
+	c := a[0]
+	c.ClientID = "client-c"
+	write(t, s, c)
+	if rc.requests[1].Header.Get("Idempotency-Key") == first {
+		t.Error("the same record ID of two clients got the same Idempotency-Key")
+	}
+}
+
+func TestHTTPSinkRefusesClientUnfitForHeader(t *testing.T) {
+	srv, n := scripted(t)
+	s := newHTTP(t, sinks.Config{URL: srv.URL})
+	recs := sinktest.Records("r", 1)
+	recs[0].ClientID = "evil\r\nX-Injected: 1"
+	err := s.Write(context.Background(), recs)
+	if !errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "cannot be sent in a header") {
+		t.Fatalf("err = %v", err)
+	}
+	if n.Load() != 0 {
+		t.Errorf("%d requests sent; want none", n.Load())
 	}
 }
 

@@ -43,7 +43,7 @@ func TestOpenOpensEverySink(t *testing.T) {
 		if !ok {
 			t.Fatalf("Get(%q) found nothing", name)
 		}
-		if err := s.Write(context.Background(), []sinks.Record{{ID: "m1", Data: json.RawMessage(`{"activity_id":"a1","v":1}`)}}); err != nil {
+		if err := s.Write(context.Background(), []sinks.Record{{ClientID: "acme", ID: "m1", Data: json.RawMessage(`{"activity_id":"a1","v":1}`)}}); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -86,7 +86,7 @@ func TestOpenReportsEveryProblem(t *testing.T) {
 			"b": {Type: "http"},
 			"c": {Type: "file"},
 		}, []string{
-			`sink "a": type "kafka" is not one of sqlite, http, file`,
+			`sink "a": type "kafka" is not one of sqlite, postgres, http, file`,
 			`sink "b": url is required for type http`,
 		}},
 		{"same table twice", map[string]sinks.Config{

@@ -1,29 +1,46 @@
-// Package sinks delivers mapped records to their destinations: an SQLite table (upserted by key),
-// an HTTP endpoint (JSON array POSTs) or an NDJSON file (append-only).
+// Package sinks delivers mapped records to their destinations: an SQLite or PostgreSQL table
+// (upserted by client and key), an HTTP endpoint (JSON array POSTs) or an NDJSON file
+// (append-only). docs/sinks.md describes every type and key for operators.
 //
 // A Sink is the only thing the pipeline sees. Its error contract tells the pipeline what to do:
 // nil means every record is stored; an error wrapping ErrPermanent means retrying cannot help and
 // the records end Failed with the error's message; any other error is retried later with backoff.
-// Delivery is at-least-once, so Write may see records it has already stored. The sqlite and
-// http sinks are idempotent for such redeliveries (upsert by key; Idempotency-Key header); the
-// file sink is not and may repeat lines.
+// Delivery is at-least-once, so Write may see records it has already stored. The table and http
+// sinks are idempotent for such redeliveries (upsert by client and key; Idempotency-Key header);
+// the file sink is not and may repeat lines.
+//
+// Clients are kept apart in every sink: the upsert identity is (Record.ClientID, key), so a
+// record from one client never updates another client's row whatever ids they send, and every
+// destination receives the client id with each record (see ClientField).
 //
 // Sinks are configured by the `sinks:` map of gateway.yaml (Config) and opened together by Open,
 // which validates every entry before opening any and fails at start-up on wiring mistakes.
 package sinks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/opengw/gateway/internal/jsonkind"
 )
+
+// ClientField names the client id beside the mapped fields in every destination: the column of
+// the table sinks, the member the http and file sinks add to each record object. A mapped record
+// must not carry a field of that name (the sinks refuse it, permanently).
+const ClientField = "_client_id"
 
 // Record is one mapped record bound for a sink.
 type Record struct {
-	// ClientID is the partner the record came from. Upsert identity is always (ClientID, key):
-	// a record never updates or reveals another client's.
+	// ClientID is the client (partner) that sent the record. It is part of the upsert identity,
+	// (ClientID, key), and travels with the record to its destination. Required: a record
+	// without one is refused with a permanent error.
 	ClientID string
 	// ID is the gateway's message id, stable across redeliveries. Sinks use it in error messages,
 	// in the http sink's Idempotency-Key, and as the upsert key when the sqlite sink's key field
@@ -84,4 +101,44 @@ func precheck(ctx context.Context, name string, closed *atomic.Bool, records []R
 		return true, fmt.Errorf("sink %q: %w", name, ctx.Err())
 	}
 	return false, nil
+}
+
+// parseObject checks what every sink requires of a record, permanently refusing a record without
+// a client id, Data that is not one JSON object, or Data that carries ClientField itself, and
+// returns the parsed object.
+func parseObject(r Record) (gjson.Result, error) {
+	if r.ClientID == "" {
+		return gjson.Result{}, Permanent(fmt.Errorf("record %s: no client id (Record.ClientID is empty)", r.ID))
+	}
+	if !gjson.ValidBytes(r.Data) {
+		return gjson.Result{}, Permanent(fmt.Errorf("record %s: data is not valid JSON", r.ID))
+	}
+	doc := gjson.ParseBytes(r.Data)
+	if !doc.IsObject() {
+		return gjson.Result{}, Permanent(fmt.Errorf("record %s: data is %s, want a JSON object", r.ID, jsonkind.Of(doc)))
+	}
+	var clash string
+	doc.ForEach(func(k, _ gjson.Result) bool {
+		if strings.EqualFold(k.String(), ClientField) {
+			clash = k.String()
+		}
+		return clash == ""
+	})
+	if clash != "" {
+		return gjson.Result{}, Permanent(fmt.Errorf("record %s: field %q is reserved for the client id the sink adds", r.ID, clash))
+	}
+	return doc, nil
+}
+
+// appendWithClient appends the JSON object obj (valid, compact or not) with ClientField set to
+// client as its first member.
+func appendWithClient(dst []byte, client string, obj []byte) []byte {
+	quoted, _ := json.Marshal(client) // a string always encodes
+	dst = append(dst, `{"`+ClientField+`":`...)
+	dst = append(dst, quoted...)
+	body := bytes.TrimLeft(obj[bytes.IndexByte(obj, '{')+1:], " \t\r\n")
+	if len(body) > 0 && body[0] != '}' {
+		dst = append(dst, ',')
+	}
+	return append(dst, body...)
 }

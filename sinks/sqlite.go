@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"github.com/mattn/go-sqlite3"
 	"github.com/tidwall/gjson"
 
-	"github.com/opengw/gateway/internal/jsonkind"
 	"github.com/opengw/gateway/internal/sqlitedb"
 )
 
@@ -27,20 +27,29 @@ var _ Sink = (*SQLiteSink)(nil)
 // grow it without limit.
 const maxCachedStatements = 256
 
-// SQLiteSink upserts records into one table of an SQLite database: one row per key, one column
-// per mapped field, plus "_updated_at" (UTC, RFC 3339 with microseconds, sortable as text).
+// SQLiteSink upserts records into one table of an SQLite database: one row per client and key,
+// one column per mapped field, plus "_client_id" (Record.ClientID) and "_updated_at" (UTC,
+// RFC 3339 with microseconds, sortable as text).
 //
-// The table is created on the first Write with the key column as its TEXT PRIMARY KEY; a record
-// that brings a field the table lacks adds a column (ALTER TABLE). Columns carry no declared
-// type, so strings, numbers and booleans (1/0) keep their SQLite type; nested objects and arrays
-// are stored as compact JSON text. A redelivered or updated record overwrites the row with the
-// same key: fields the record carries are set (null sets NULL), fields it does not carry keep
-// their stored value.
+// The table is created on the first Write with the primary key (_client_id, key column), both
+// TEXT; a record that brings a field the table lacks adds a column (ALTER TABLE). Columns carry
+// no declared type, so strings, numbers and booleans (1/0) keep their SQLite type; nested objects
+// and arrays are stored as compact JSON text. A redelivered or updated record overwrites the row
+// of the same client and key: fields the record carries are set (null sets NULL), fields it does
+// not carry keep their stored value. Records of different clients never touch each other's rows,
+// whatever keys they bring.
 //
-// Permanent errors: data that is not a JSON object, field names that are not plain identifiers
-// (letters, digits, _) or that clash with the key, "_updated_at" or, without a key field, "_id";
-// a key field holding an object or array; constraint and type-mismatch errors (naming the record
-// id); an existing table whose primary key is not the key column. All records of one Write are
+// A table made before clients were isolated (primary key: the key column alone) is migrated when
+// the sink is created: rebuilt with the _client_id column and the two-column primary key in one
+// transaction, its indexes and triggers recreated. Its rows get the client id "" (the empty
+// string, which no client has): the gateway cannot tell which client wrote them, so a later
+// write of the same key by a client creates that client's own row beside the old one.
+//
+// Permanent errors: a record without a client id; data that is not a JSON object or that
+// carries a "_client_id" field; field names that are not plain identifiers (letters, digits, _) or that clash with the
+// key, "_updated_at" or, without a key field, "_id"; a key field holding an object or array;
+// constraint and type-mismatch errors (naming the record id); an existing table whose primary key
+// is neither (_client_id, key column) nor the key column alone. All records of one Write are
 // stored in one group-committed transaction, or none are.
 //
 // Write is safe for concurrent use.
@@ -48,71 +57,160 @@ type SQLiteSink struct {
 	// Now gives the time written to _updated_at; time.Now if nil. Set it before the first Write.
 	Now func() time.Time
 
-	name  string
-	table string
-	key   string // key column: Config.Key or idColumn
-	// keyIsField reports whether key names a mapped field (Config.Key) rather than idColumn.
-	keyIsField bool
-	db         *sqlitedb.DB
+	name string
+	tableShape
+	db *sqlitedb.DB
 
 	mu    sync.Mutex
-	ready bool              // the table is known to exist with key as its primary key
+	ready bool              // the table is known to exist with the right primary key
 	cols  map[string]string // committed columns: lower-case name → name as created
 	sqls  map[string]string // field set → upsert statement
 
 	closed atomic.Bool
 }
 
-// NewSQLiteSink returns the sink called name that upserts into table of db, keyed by the mapped
-// field key (or, if key is empty, by Record.ID in an "_id" column). table and key must be plain
-// identifiers. If the table already exists, its primary key must be the key column alone;
+// NewSQLiteSink returns the sink called name that upserts into table of db, keyed by the client
+// and the mapped field key (or, if key is empty, by Record.ID in an "_id" column). table and key
+// must be plain identifiers. If the table already exists, its primary key must be (_client_id,
+// key column), or the key column alone, in which case the table is migrated (see SQLiteSink);
 // otherwise the table is created by the first Write. The sink does not own db: Close leaves it
 // open, and the caller closes it after the sink.
 func NewSQLiteSink(db *sqlitedb.DB, name, table, key string) (*SQLiteSink, error) {
-	if !identRe.MatchString(table) {
-		return nil, fmt.Errorf("sink %q: table %q is not a plain identifier (%s)", name, table, identRule)
-	}
-	if key != "" && !identRe.MatchString(key) {
-		return nil, fmt.Errorf("sink %q: key %q is not a plain identifier (%s)", name, key, identRule)
-	}
-	if strings.EqualFold(key, updatedAtColumn) {
-		return nil, fmt.Errorf("sink %q: key %q is reserved for the time of the last write", name, key)
+	cfg := Config{Type: TypeSQLite, Table: table, Key: key}
+	if err := cfg.Validate(name); err != nil {
+		return nil, err
 	}
 	s := &SQLiteSink{
 		name:       name,
-		table:      table,
-		key:        key,
-		keyIsField: key != "",
+		tableShape: newTableShape(table, key),
 		db:         db,
 		cols:       map[string]string{},
 		sqls:       map[string]string{},
 	}
-	if key == "" {
-		s.key = idColumn
-	}
 	// Fail at start-up, not at the first record, when an existing table cannot be upserted into.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cols, pk, err := tableInfo(ctx, db.Reader(), table)
+	cols, pk, err := sqliteTableInfo(ctx, db.Reader(), table)
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: inspect table %s in %s: %w", name, table, db.Path(), err)
 	}
-	if len(cols) > 0 {
-		if err := checkPrimaryKey(table, s.key, pk); err != nil {
-			return nil, fmt.Errorf("sink %q: %s: %w", name, db.Path(), err)
-		}
-		s.cols, s.ready = cols, true
+	if len(cols) == 0 {
+		return s, nil
 	}
+	if len(pk) == 1 && strings.EqualFold(pk[0], s.key) && cols[ClientField] == "" {
+		// No deadline: copying a big table takes as long as it takes, once.
+		err := db.Write(context.Background(), func(tx *sql.Tx) error {
+			var err error
+			cols, err = s.migrate(context.Background(), tx)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sink %q: %s: migrate table %s to a primary key of (%s, %s): %w", name, db.Path(), table, ClientField, s.key, err)
+		}
+	} else if err := s.checkPrimaryKey(pk); err != nil {
+		return nil, fmt.Errorf("sink %q: %s: %w", name, db.Path(), err)
+	}
+	s.cols, s.ready = cols, true
 	return s, nil
 }
 
-// row is a parsed record.
-type row struct {
-	id     string
-	key    string
-	fields []string // field names as in the record, key field excluded, in record order
-	vals   []any
+// migrate rebuilds a table keyed by the key column alone with ClientField (set to "" in every
+// existing row) and the primary key (ClientField, key), following SQLite's recipe for schema
+// changes ALTER TABLE cannot make: create the new table, copy, drop the old one, rename, then
+// recreate the old table's indexes and triggers (views name the table and keep working). The
+// columns keep their names, declared types, NOT NULL and defaults; a table with more than that
+// (CHECK, UNIQUE, foreign keys, ...) is refused rather than rebuilt without it. It returns the
+// new table's columns.
+func (s *SQLiteSink) migrate(ctx context.Context, tx *sql.Tx) (map[string]string, error) {
+	var create string
+	if err := tx.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, s.table).Scan(&create); err != nil {
+		return nil, fmt.Errorf("read the table's definition: %w", err)
+	}
+	if m := unmigratable.FindString(quotedSQL.ReplaceAllString(create, "")); m != "" {
+		return nil, fmt.Errorf("its definition has %s, which the migration would not keep; migrate it by hand (create it anew with the primary key (%s, %s) and copy the rows, %s = '')",
+			strings.ToUpper(m), ClientField, s.key, ClientField)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name, type, "notnull", dflt_value FROM pragma_table_info(?) ORDER BY cid`, s.table)
+	if err != nil {
+		return nil, err
+	}
+	defs := []string{quoteIdent(ClientField) + " TEXT NOT NULL"}
+	names := []string{}
+	cols := map[string]string{strings.ToLower(ClientField): ClientField}
+	for rows.Next() {
+		var name, typ string
+		var notNull bool
+		var dflt sql.NullString
+		if err := rows.Scan(&name, &typ, &notNull, &dflt); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		def := quoteIdent(name)
+		if typ != "" {
+			def += " " + typ
+		}
+		if notNull {
+			def += " NOT NULL"
+		}
+		if dflt.Valid {
+			def += " DEFAULT " + dflt.String
+		}
+		defs = append(defs, def)
+		names = append(names, quoteIdent(name))
+		cols[strings.ToLower(name)] = name
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var recreate []string
+	rows, err = tx.QueryContext(ctx, `SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name`, s.table)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var q string
+		if err := rows.Scan(&q); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		recreate = append(recreate, q)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	// The legacy rename leaves views alone; the modern one refuses to run while a view names
+	// the table just dropped. The setting belongs to the connection, not the transaction: it is
+	// switched back whatever happens.
+	if _, err := tx.ExecContext(ctx, `PRAGMA legacy_alter_table = ON`); err != nil {
+		return nil, err
+	}
+	defer tx.ExecContext(ctx, `PRAGMA legacy_alter_table = OFF`)
+	tmp := s.table + "__client_migration"
+	list := strings.Join(names, ", ")
+	steps := []string{
+		"CREATE TABLE " + quoteIdent(tmp) + " (" + strings.Join(defs, ", ") +
+			", PRIMARY KEY (" + quoteIdent(ClientField) + ", " + quoteIdent(s.key) + "))",
+		"INSERT INTO " + quoteIdent(tmp) + " (" + quoteIdent(ClientField) + ", " + list + ") SELECT '', " + list + " FROM " + quoteIdent(s.table),
+		"DROP TABLE " + quoteIdent(s.table),
+		"ALTER TABLE " + quoteIdent(tmp) + " RENAME TO " + quoteIdent(s.table),
+	}
+	for _, q := range append(steps, recreate...) {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return cols, nil
 }
+
+// quotedSQL matches quoted identifiers and string literals, whose contents are not SQL.
+var quotedSQL = regexp.MustCompile("\"(?:[^\"]|\"\")*\"|'(?:[^']|'')*'|`[^`]*`|\\[[^\\]]*\\]")
+
+// unmigratable matches what a table definition may hold beyond names, declared types, NOT NULL,
+// DEFAULT and the primary key: things the rebuild from pragma_table_info would lose.
+var unmigratable = regexp.MustCompile(`(?i)\b(check|references|unique|collate|generated|as|constraint|without|strict|autoincrement|conflict)\b`)
 
 // Write upserts records in one transaction shared with concurrent writers (group commit). See
 // SQLiteSink for what is stored and which errors are permanent.
@@ -122,10 +220,11 @@ func (s *SQLiteSink) Write(ctx context.Context, records []Record) error {
 	}
 	rows := make([]row, len(records))
 	need := columnList{}
+	need.add(ClientField)
 	need.add(s.key)
 	for i, r := range records {
 		var err error
-		if rows[i], err = s.parse(r); err != nil {
+		if rows[i], err = s.parse(r, 0); err != nil {
 			return fmt.Errorf("sink %q: %w", s.name, err)
 		}
 		for _, f := range rows[i].fields {
@@ -168,77 +267,6 @@ func (s *SQLiteSink) Write(ctx context.Context, records []Record) error {
 func (s *SQLiteSink) Close() error {
 	s.closed.Store(true)
 	return nil
-}
-
-// parse turns a record into a row, rejecting what no retry can fix.
-func (s *SQLiteSink) parse(r Record) (row, error) {
-	doc, err := parseObject(r)
-	if err != nil {
-		return row{}, err
-	}
-	type field struct {
-		name string
-		val  gjson.Result
-	}
-	var fields []field
-	index := map[string]int{} // lower-case name → position in fields
-	var bad error
-	doc.ForEach(func(k, v gjson.Result) bool {
-		name := k.String()
-		lower := strings.ToLower(name)
-		switch {
-		case !identRe.MatchString(name):
-			bad = fmt.Errorf("record %s: field %q is not a plain identifier (%s)", r.ID, name, identRule)
-		case lower == updatedAtColumn || (!s.keyIsField && lower == idColumn):
-			bad = fmt.Errorf("record %s: field %q is reserved for a column of the sink", r.ID, name)
-		}
-		if bad != nil {
-			return false
-		}
-		if i, ok := index[lower]; ok {
-			if fields[i].name != name {
-				// SQLite column names are case-insensitive: both would land in one column.
-				bad = fmt.Errorf("record %s: fields %q and %q differ only in case", r.ID, fields[i].name, name)
-				return false
-			}
-			fields[i].val = v // a repeated key: the last one wins, as with encoding/json
-			return true
-		}
-		index[lower] = len(fields)
-		fields = append(fields, field{name, v})
-		return true
-	})
-	if bad != nil {
-		return row{}, Permanent(bad)
-	}
-
-	out := row{id: r.ID, key: r.ID}
-	keyLower := strings.ToLower(s.key)
-	for _, f := range fields {
-		if s.keyIsField && strings.ToLower(f.name) == keyLower {
-			switch f.val.Type {
-			case gjson.Null:
-				// fall back to Record.ID
-			case gjson.String:
-				out.key = f.val.String()
-			case gjson.Number, gjson.True, gjson.False:
-				out.key = f.val.Raw
-			default:
-				return row{}, Permanent(fmt.Errorf("record %s: key field %q holds an object or array, want a string or number", r.ID, f.name))
-			}
-			continue
-		}
-		val, err := sqlValue(f.val)
-		if err != nil {
-			return row{}, Permanent(fmt.Errorf("record %s: field %q: %w", r.ID, f.name, err))
-		}
-		out.fields = append(out.fields, f.name)
-		out.vals = append(out.vals, val)
-	}
-	if out.key == "" && r.ID == "" {
-		return row{}, Permanent(fmt.Errorf("record without id: no %s value to key it by", s.key))
-	}
-	return out, nil
 }
 
 // sqlValue converts a JSON value to what the driver binds: NULL, int64, float64, bool (1/0),
@@ -284,16 +312,16 @@ func (s *SQLiteSink) ensureSchema(ctx context.Context, tx *sql.Tx, need columnLi
 		return nil, nil
 	}
 
-	cols, pk, err := tableInfo(ctx, tx, s.table)
+	cols, pk, err := sqliteTableInfo(ctx, tx, s.table)
 	if err != nil {
 		return nil, fmt.Errorf("inspect table: %w", err)
 	}
 	if len(cols) == 0 {
-		defs := make([]string, 0, len(need.names))
+		defs := make([]string, 0, len(need.names)+1)
 		for _, c := range need.names {
 			switch c {
-			case s.key:
-				defs = append(defs, quoteIdent(c)+" TEXT NOT NULL PRIMARY KEY")
+			case ClientField, s.key:
+				defs = append(defs, quoteIdent(c)+" TEXT NOT NULL")
 			case updatedAtColumn:
 				defs = append(defs, quoteIdent(c)+" TEXT")
 			default:
@@ -301,13 +329,14 @@ func (s *SQLiteSink) ensureSchema(ctx context.Context, tx *sql.Tx, need columnLi
 			}
 			cols[strings.ToLower(c)] = c
 		}
+		defs = append(defs, "PRIMARY KEY ("+quoteIdent(ClientField)+", "+quoteIdent(s.key)+")")
 		q := "CREATE TABLE " + quoteIdent(s.table) + " (" + strings.Join(defs, ", ") + ")"
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("create table: %w", err)
 		}
 		return cols, nil
 	}
-	if err := checkPrimaryKey(s.table, s.key, pk); err != nil {
+	if err := s.checkPrimaryKey(pk); err != nil {
 		return nil, Permanent(err)
 	}
 	for _, c := range need.names {
@@ -357,9 +386,15 @@ func (s *SQLiteSink) upsert(ctx context.Context, tx *sql.Tx, rows []row, updated
 			}
 			stmts[shape] = st
 		}
-		args := make([]any, 0, len(r.vals)+2)
-		args = append(args, r.key)
-		args = append(args, r.vals...)
+		args := make([]any, 0, len(r.vals)+3)
+		args = append(args, r.client, r.key)
+		for i, v := range r.vals {
+			val, err := sqlValue(v)
+			if err != nil {
+				return Permanent(fmt.Errorf("record %s: field %q: %w", r.id, r.fields[i], err))
+			}
+			args = append(args, val)
+		}
 		args = append(args, updatedAt)
 		if _, err := st.ExecContext(ctx, args...); err != nil {
 			err = fmt.Errorf("record %s: %w", r.id, err)
@@ -373,7 +408,8 @@ func (s *SQLiteSink) upsert(ctx context.Context, tx *sql.Tx, rows []row, updated
 	return nil
 }
 
-// upsertSQL is INSERT ... ON CONFLICT(key) DO UPDATE SET for one field set, cached by shape.
+// upsertSQL is INSERT ... ON CONFLICT (client, key) DO UPDATE SET for one field set, cached by
+// shape.
 func (s *SQLiteSink) upsertSQL(shape string, fields []string) string {
 	s.mu.Lock()
 	q, ok := s.sqls[shape]
@@ -381,18 +417,18 @@ func (s *SQLiteSink) upsertSQL(shape string, fields []string) string {
 	if ok {
 		return q
 	}
-	cols := make([]string, 0, len(fields)+2)
-	cols = append(cols, quoteIdent(s.key))
+	cols := make([]string, 0, len(fields)+3)
+	cols = append(cols, quoteIdent(ClientField), quoteIdent(s.key))
 	for _, f := range fields {
 		cols = append(cols, quoteIdent(f))
 	}
 	cols = append(cols, quoteIdent(updatedAtColumn))
-	sets := make([]string, 0, len(cols)-1)
-	for _, c := range cols[1:] {
+	sets := make([]string, 0, len(cols)-2)
+	for _, c := range cols[2:] {
 		sets = append(sets, c+" = excluded."+c)
 	}
 	q = "INSERT INTO " + quoteIdent(s.table) + " (" + strings.Join(cols, ", ") + ") VALUES (?" +
-		strings.Repeat(", ?", len(cols)-1) + ") ON CONFLICT (" + cols[0] + ") DO UPDATE SET " +
+		strings.Repeat(", ?", len(cols)-1) + ") ON CONFLICT (" + cols[0] + ", " + cols[1] + ") DO UPDATE SET " +
 		strings.Join(sets, ", ")
 	s.mu.Lock()
 	if len(s.sqls) >= maxCachedStatements {
@@ -403,29 +439,13 @@ func (s *SQLiteSink) upsertSQL(shape string, fields []string) string {
 	return q
 }
 
-// columnList is an ordered set of column names, unique regardless of case.
-type columnList struct {
-	names []string
-	seen  map[string]bool
-}
-
-func (l *columnList) add(name string) {
-	if l.seen == nil {
-		l.seen = map[string]bool{}
-	}
-	if lower := strings.ToLower(name); !l.seen[lower] {
-		l.seen[lower] = true
-		l.names = append(l.names, name)
-	}
-}
-
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// tableInfo returns the columns of table (lower-case name → name; empty if there is no such
+// sqliteTableInfo returns the columns of table (lower-case name → name; empty if there is no such
 // table) and its primary key columns in key order.
-func tableInfo(ctx context.Context, q querier, table string) (map[string]string, []string, error) {
+func sqliteTableInfo(ctx context.Context, q querier, table string) (map[string]string, []string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT name, pk FROM pragma_table_info(?) ORDER BY cid`, table)
 	if err != nil {
 		return nil, nil, err
@@ -456,34 +476,4 @@ func tableInfo(ctx context.Context, q querier, table string) (map[string]string,
 		pk[i] = c.name
 	}
 	return cols, pk, nil
-}
-
-// checkPrimaryKey reports whether an existing table can be upserted into by key.
-func checkPrimaryKey(table, key string, pk []string) error {
-	if len(pk) == 1 && strings.EqualFold(pk[0], key) {
-		return nil
-	}
-	if len(pk) == 0 {
-		return fmt.Errorf("table %s exists without a primary key; the sink upserts by %s and needs it as the primary key", table, key)
-	}
-	return fmt.Errorf("table %s exists with primary key (%s); the sink upserts by %s and needs it as the only primary key column",
-		table, strings.Join(pk, ", "), key)
-}
-
-// quoteIdent quotes an SQL identifier. Names are checked to be plain identifiers before they get
-// here; quoting still keeps keywords such as "order" usable as column names.
-func quoteIdent(name string) string {
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
-}
-
-// parseObject checks that r.Data is one JSON object and parses it.
-func parseObject(r Record) (gjson.Result, error) {
-	if !gjson.ValidBytes(r.Data) {
-		return gjson.Result{}, Permanent(fmt.Errorf("record %s: data is not valid JSON", r.ID))
-	}
-	doc := gjson.ParseBytes(r.Data)
-	if !doc.IsObject() {
-		return gjson.Result{}, Permanent(fmt.Errorf("record %s: data is %s, want a JSON object", r.ID, jsonkind.Of(doc)))
-	}
-	return doc, nil
 }

@@ -24,7 +24,7 @@ func TestSQLiteSink(t *testing.T) {
 				s, db := openSQLite(t, "records", key)
 				return sinktest.Harness{
 					Sink:    s,
-					Stored:  func(t *testing.T) []json.RawMessage { return readTable(t, db, "records") },
+					Stored:  func(t *testing.T) []sinktest.Row { return readTable(t, db, "records") },
 					Upserts: true,
 				}
 			})
@@ -35,12 +35,12 @@ func TestSQLiteSink(t *testing.T) {
 func TestSQLiteSinkAddsColumnsAndKeepsTypes(t *testing.T) {
 	s, db := openSQLite(t, "things", "id")
 	s.Now = func() time.Time { return time.Date(2024, 5, 1, 12, 0, 0, 0, time.FixedZone("x", 3600)) }
-	write(t, s, sinks.Record{ID: "m1", Data: json.RawMessage(`{"id":"a","x":1}`)})
-	write(t, s, sinks.Record{ID: "m2", Data: json.RawMessage(`{
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m1", Data: json.RawMessage(`{"id":"a","x":1}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m2", Data: json.RawMessage(`{
 		"id": "b", "y": "two", "nested": {"k": [1, 2]}, "flag": true, "f": 1.5,
 		"big": 9007199254740993, "nul": null, "order": "a keyword"}`)})
 
-	if got, want := columns(t, db, "things"), "id,x,_updated_at,y,nested,flag,f,big,nul,order"; got != want {
+	if got, want := columns(t, db, "things"), "_client_id,id,x,_updated_at,y,nested,flag,f,big,nul,order"; got != want {
 		t.Errorf("columns = %s, want %s", got, want)
 	}
 	var x sql.NullInt64
@@ -58,33 +58,33 @@ func TestSQLiteSinkAddsColumnsAndKeepsTypes(t *testing.T) {
 func TestSQLiteSinkUpsertsByKeyFieldOrRecordID(t *testing.T) {
 	s, db := openSQLite(t, "acts", "activity_id")
 	write(t, s,
-		sinks.Record{ID: "m1", Data: json.RawMessage(`{"activity_id":"a1","v":1,"note":"first"}`)},
-		sinks.Record{ID: "m3", Data: json.RawMessage(`{"v":3}`)},
-		sinks.Record{ID: "m4", Data: json.RawMessage(`{"activity_id":null,"v":4}`)},
-		sinks.Record{ID: "m5", Data: json.RawMessage(`{"activity_id":42,"v":5}`)},
+		sinks.Record{ClientID: "acme", ID: "m1", Data: json.RawMessage(`{"activity_id":"a1","v":1,"note":"first"}`)},
+		sinks.Record{ClientID: "acme", ID: "m3", Data: json.RawMessage(`{"v":3}`)},
+		sinks.Record{ClientID: "acme", ID: "m4", Data: json.RawMessage(`{"activity_id":null,"v":4}`)},
+		sinks.Record{ClientID: "acme", ID: "m5", Data: json.RawMessage(`{"activity_id":42,"v":5}`)},
 	)
 	// Same key, other message: an update. Fields it does not carry keep their value.
-	write(t, s, sinks.Record{ID: "m2", Data: json.RawMessage(`{"activity_id":"a1","v":2}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m2", Data: json.RawMessage(`{"activity_id":"a1","v":2}`)})
 	// Same message redelivered without a key field: updates the row keyed by its Record.ID.
-	write(t, s, sinks.Record{ID: "m3", Data: json.RawMessage(`{"v":33}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m3", Data: json.RawMessage(`{"v":33}`)})
 	// A numeric key matches its text form: the key column is TEXT.
-	write(t, s, sinks.Record{ID: "m6", Data: json.RawMessage(`{"activity_id":"42","v":6}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m6", Data: json.RawMessage(`{"activity_id":"42","v":6}`)})
 
 	got := queryRows(t, db, `SELECT activity_id, typeof(activity_id), v, note FROM acts ORDER BY activity_id`)
 	want := []string{"42|text|6|", "a1|text|2|first", "m3|text|33|", "m4|text|4|"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rows =\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
-	if cols := columns(t, db, "acts"); cols != "activity_id,v,note,_updated_at" {
+	if cols := columns(t, db, "acts"); cols != "_client_id,activity_id,v,note,_updated_at" {
 		t.Errorf("columns = %s", cols)
 	}
 }
 
 func TestSQLiteSinkWithoutKeyUsesIDColumn(t *testing.T) {
 	s, db := openSQLite(t, "plain", "")
-	write(t, s, sinks.Record{ID: "m1", Data: json.RawMessage(`{"id":"x","v":1}`)})
-	write(t, s, sinks.Record{ID: "m1", Data: json.RawMessage(`{"id":"x","v":2}`)})
-	write(t, s, sinks.Record{ID: "m2", Data: json.RawMessage(`{"id":"x","v":3}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m1", Data: json.RawMessage(`{"id":"x","v":1}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m1", Data: json.RawMessage(`{"id":"x","v":2}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m2", Data: json.RawMessage(`{"id":"x","v":3}`)})
 	got := queryRows(t, db, `SELECT _id, id, v FROM plain ORDER BY _id`)
 	if want := "m1|x|2,m2|x|3"; strings.Join(got, ",") != want {
 		t.Errorf("rows = %v, want %s", got, want)
@@ -112,8 +112,8 @@ func TestSQLiteSinkRejectsWhatNoRetryFixes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, db := openSQLite(t, "t", tt.key)
 			err := s.Write(context.Background(), []sinks.Record{
-				{ID: "m0", Data: json.RawMessage(`{"id":"ok"}`)},
-				{ID: "m1", Data: json.RawMessage(tt.data)},
+				{ClientID: "acme", ID: "m0", Data: json.RawMessage(`{"id":"ok"}`)},
+				{ClientID: "acme", ID: "m1", Data: json.RawMessage(tt.data)},
 			})
 			if !errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v; want a permanent error containing %q", err, tt.want)
@@ -127,14 +127,15 @@ func TestSQLiteSinkRejectsWhatNoRetryFixes(t *testing.T) {
 
 func TestSQLiteSinkConstraintErrorIsPermanentAndNamesRecord(t *testing.T) {
 	db := openDB(t)
-	if _, err := db.Exec(context.Background(), `CREATE TABLE checked (id TEXT PRIMARY KEY, v INTEGER CHECK (v > 0), _updated_at TEXT)`); err != nil {
+	if _, err := db.Exec(context.Background(), `CREATE TABLE checked (_client_id TEXT, id TEXT, v INTEGER CHECK (v > 0), _updated_at TEXT,
+		PRIMARY KEY (_client_id, id))`); err != nil {
 		t.Fatal(err)
 	}
 	s := newSQLite(t, db, "checked", "id")
 	err := s.Write(context.Background(), []sinks.Record{
-		{ID: "m1", Data: json.RawMessage(`{"id":"a","v":1}`)},
-		{ID: "m2", Data: json.RawMessage(`{"id":"b","v":-1}`)},
-		{ID: "m3", Data: json.RawMessage(`{"id":"c","v":3}`)},
+		{ClientID: "acme", ID: "m1", Data: json.RawMessage(`{"id":"a","v":1}`)},
+		{ClientID: "acme", ID: "m2", Data: json.RawMessage(`{"id":"b","v":-1}`)},
+		{ClientID: "acme", ID: "m3", Data: json.RawMessage(`{"id":"c","v":3}`)},
 	})
 	if !errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "record m2: CHECK constraint failed") {
 		t.Fatalf("err = %v; want a permanent error naming record m2", err)
@@ -150,8 +151,93 @@ func TestSQLiteSinkRefusesTableWithOtherPrimaryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := sinks.NewSQLiteSink(db, "s", "other", "id")
-	if err == nil || !strings.Contains(err.Error(), "table other exists with primary key (n); the sink upserts by id") {
+	if err == nil || !strings.Contains(err.Error(), "table other exists with primary key (n); the sink upserts by (_client_id, id)") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// legacyTable creates the table today's code made before clients were isolated (primary key:
+// the key column alone), as CREATE TABLE and ALTER TABLE ADD COLUMN left it, with rows.
+func legacyTable(t *testing.T, db *sqlitedb.DB) {
+	t.Helper()
+	for _, q := range []string{
+		`CREATE TABLE "acts" ("activity_id" TEXT NOT NULL PRIMARY KEY, "v", "_updated_at" TEXT)`,
+		`ALTER TABLE "acts" ADD COLUMN "note"`,
+		`INSERT INTO acts VALUES ('a1', 1, '2024-01-01T00:00:00.000000Z', 'old'), ('a2', 2.5, '2024-01-01T00:00:00.000000Z', NULL)`,
+	} {
+		if _, err := db.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSQLiteSinkMigratesTableKeyedByKeyAlone(t *testing.T) {
+	db := openDB(t)
+	legacyTable(t, db)
+	for _, q := range []string{
+		`CREATE INDEX acts_note ON acts (note)`,
+		`CREATE VIEW notes AS SELECT activity_id, note FROM acts`,
+		`CREATE TABLE audit (activity_id TEXT)`,
+		`CREATE TRIGGER acts_audit AFTER INSERT ON acts BEGIN INSERT INTO audit VALUES (new.activity_id); END`,
+	} {
+		if _, err := db.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newSQLite(t, db, "acts", "activity_id")
+
+	if got := columns(t, db, "acts"); got != "_client_id,activity_id,v,_updated_at,note" {
+		t.Errorf("columns = %s", got)
+	}
+	if got := queryRows(t, db, `SELECT name FROM pragma_table_info('acts') WHERE pk > 0 ORDER BY pk`); strings.Join(got, ",") != "_client_id,activity_id" {
+		t.Errorf("primary key = %v", got)
+	}
+	// The old rows are kept, with their types, under the client id "".
+	got := queryRows(t, db, `SELECT quote(_client_id), activity_id, v, typeof(v), note FROM acts ORDER BY activity_id`)
+	if want := "''|a1|1|integer|old,''|a2|2.5|real|"; strings.Join(got, ",") != want {
+		t.Errorf("rows = %v, want %s", got, want)
+	}
+	// Index, trigger and view still work.
+	if got := queryRows(t, db, `SELECT name FROM sqlite_master WHERE tbl_name = 'acts' AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY name`); strings.Join(got, ",") != "acts_audit,acts_note" {
+		t.Errorf("indexes and triggers = %v", got)
+	}
+	write(t, s,
+		sinks.Record{ClientID: "demo", ID: "m1", Data: json.RawMessage(`{"activity_id":"a1","v":10}`)},
+		sinks.Record{ClientID: "other", ID: "m2", Data: json.RawMessage(`{"activity_id":"a1","v":20}`)},
+	)
+	if got := queryRows(t, db, `SELECT activity_id, note FROM notes ORDER BY activity_id, note`); strings.Join(got, ",") != "a1|,a1|,a1|old,a2|" {
+		t.Errorf("view rows = %v", got)
+	}
+	got = queryRows(t, db, `SELECT _client_id, activity_id, v FROM acts WHERE activity_id = 'a1' ORDER BY _client_id`)
+	if want := "|a1|1,demo|a1|10,other|a1|20"; strings.Join(got, ",") != want {
+		t.Errorf("rows of a1 = %v, want %s", got, want)
+	}
+	if got := queryRow(t, db, `SELECT count(*) FROM audit`); got != "2" {
+		t.Errorf("trigger fired %s times, want 2", got)
+	}
+	if got := queryRow(t, db, `PRAGMA legacy_alter_table`); got != "0" {
+		t.Errorf("legacy_alter_table left at %s", got)
+	}
+
+	// A second start finds the migrated table as it is.
+	s.Close()
+	newSQLite(t, db, "acts", "activity_id")
+	if got := queryRow(t, db, `SELECT count(*) FROM acts`); got != "4" {
+		t.Errorf("rows after a second start = %s, want 4", got)
+	}
+}
+
+func TestSQLiteSinkRefusesToMigrateWhatItWouldLose(t *testing.T) {
+	db := openDB(t)
+	if _, err := db.Exec(context.Background(), `CREATE TABLE acts ("activity_id" TEXT PRIMARY KEY, "check" INTEGER CHECK ("check" > 0), note TEXT DEFAULT 'as is')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sinks.NewSQLiteSink(db, "s", "acts", "activity_id")
+	if err == nil || !strings.Contains(err.Error(), "migrate table acts to a primary key of (_client_id, activity_id): its definition has CHECK") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := columns(t, db, "acts"); got != "activity_id,check,note" {
+		t.Errorf("columns = %s; the table must be left as it was", got)
 	}
 }
 
@@ -165,7 +251,7 @@ func TestSQLiteSinkConcurrentWritersAddingColumns(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			data := fmt.Sprintf(`{"id":"r%d","shared_new":%d,"own_%d":true}`, i, i, i%5)
-			errs[i] = s.Write(context.Background(), []sinks.Record{{ID: fmt.Sprint(i), Data: json.RawMessage(data)}})
+			errs[i] = s.Write(context.Background(), []sinks.Record{{ClientID: "acme", ID: fmt.Sprint(i), Data: json.RawMessage(data)}})
 		}()
 	}
 	wg.Wait()
@@ -179,11 +265,11 @@ func TestSQLiteSinkConcurrentWritersAddingColumns(t *testing.T) {
 
 func TestSQLiteSinkRecoversWhenTableIsDropped(t *testing.T) {
 	s, db := openSQLite(t, "gone", "id")
-	write(t, s, sinks.Record{ID: "m1", Data: json.RawMessage(`{"id":"a"}`)})
+	write(t, s, sinks.Record{ClientID: "acme", ID: "m1", Data: json.RawMessage(`{"id":"a"}`)})
 	if _, err := db.Exec(context.Background(), `DROP TABLE gone`); err != nil {
 		t.Fatal(err)
 	}
-	rec := sinks.Record{ID: "m2", Data: json.RawMessage(`{"id":"b"}`)}
+	rec := sinks.Record{ClientID: "acme", ID: "m2", Data: json.RawMessage(`{"id":"b"}`)}
 	if err := s.Write(context.Background(), []sinks.Record{rec}); err != nil && errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("write to a dropped table: %v is permanent", err)
 	}
@@ -227,9 +313,9 @@ func write(t *testing.T, s sinks.Sink, recs ...sinks.Record) {
 	}
 }
 
-// readTable returns the rows of table as JSON objects of their data columns: _updated_at and
-// _id left out, NULLs omitted. A missing table holds nothing.
-func readTable(t *testing.T, db *sqlitedb.DB, table string) []json.RawMessage {
+// readTable returns the rows of table: their _client_id, and JSON objects of their data
+// columns (_updated_at and _id left out, NULLs omitted). A missing table holds nothing.
+func readTable(t *testing.T, db *sqlitedb.DB, table string) []sinktest.Row {
 	t.Helper()
 	var n int
 	if err := db.Reader().QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, table).Scan(&n); err != nil {
@@ -247,7 +333,7 @@ func readTable(t *testing.T, db *sqlitedb.DB, table string) []json.RawMessage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []json.RawMessage
+	var out []sinktest.Row
 	for rows.Next() {
 		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
@@ -258,20 +344,24 @@ func readTable(t *testing.T, db *sqlitedb.DB, table string) []json.RawMessage {
 			t.Fatal(err)
 		}
 		obj := map[string]any{}
+		var client string
 		for i, c := range cols {
-			if c == "_updated_at" || c == "_id" || vals[i] == nil {
-				continue
-			}
 			if b, ok := vals[i].([]byte); ok {
 				vals[i] = string(b)
 			}
-			obj[c] = vals[i]
+			switch {
+			case c == sinks.ClientField:
+				client = vals[i].(string)
+			case c == "_updated_at" || c == "_id" || vals[i] == nil:
+			default:
+				obj[c] = vals[i]
+			}
 		}
 		b, err := json.Marshal(obj)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, b)
+		out = append(out, sinktest.Row{Client: client, Data: b})
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -322,4 +412,18 @@ func queryRows(t *testing.T, db *sqlitedb.DB, q string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkSQLiteSinkWrite is BenchmarkPostgresSinkWrite's twin, for comparison.
+func BenchmarkSQLiteSinkWrite(b *testing.B) {
+	db, err := sqlitedb.Open(filepath.Join(b.TempDir(), "sinks.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := sinks.NewSQLiteSink(db, "bench", "activities", "activity_id")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchWrite(b, s)
 }

@@ -73,6 +73,17 @@ CREATE TABLE IF NOT EXISTS tracker_messages (
 	mapping_version    TEXT,
 	PRIMARY KEY (request_seq, idx)
 ) WITHOUT ROWID;
+-- Outcomes of the parts (sinks) of messages routed to several sinks, until all have one.
+CREATE TABLE IF NOT EXISTS tracker_parts (
+	request_seq INTEGER NOT NULL,
+	idx         INTEGER NOT NULL,
+	part        TEXT    NOT NULL,
+	status      INTEGER NOT NULL,
+	errors      TEXT,
+	mapping_version TEXT,
+	recorded    INTEGER NOT NULL, -- order of recording
+	PRIMARY KEY (request_seq, idx, part)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tracker_messages_status ON tracker_messages (request_seq, status, type);
 CREATE INDEX IF NOT EXISTS tracker_messages_external_reference ON tracker_messages (external_reference)
 	WHERE external_reference IS NOT NULL;
@@ -289,11 +300,14 @@ const (
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`
 	claimedSQL = `SELECT idx FROM tracker_messages
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1 ORDER BY idx`
+	// A replayed message keeps the errors of its earlier attempts: new ones are appended.
+	finishErrors = `errors = CASE WHEN errors IS NULL THEN ?6 WHEN ?6 IS NULL THEN errors
+		ELSE (SELECT json_group_array(value) FROM (SELECT value FROM json_each(errors) UNION ALL SELECT value FROM json_each(?6))) END`
 	finishFromProcessingSQL = `UPDATE tracker_messages
-		SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`
 	finishFromQueuedSQL = `UPDATE tracker_messages
-		SET status = ?4, processed_at = ?5, errors = ?6, mapping_version = ?7
+		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`
 )
 
@@ -949,4 +963,103 @@ func appendJSONStringOrNull(buf []byte, s string) []byte {
 		i += size
 	}
 	return append(buf, '"')
+}
+
+// RecordPartsTx records part outcomes inside the caller's db.Write transaction; see
+// Writer.RecordParts.
+func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Result) (map[int][]Result, error) {
+	req, err := lookupRequest(tx, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: record part %s of request %s: %w", part, requestID, err)
+	}
+	now := s.now().UnixNano()
+	out := make(map[int][]Result, len(results))
+	for _, r := range results {
+		if !r.Status.Terminal() {
+			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: status %q is not terminal", part, r.Index, requestID, r.Status)
+		}
+		var errs any
+		if len(r.Errors) > 0 {
+			b, err := json.Marshal(r.Errors)
+			if err != nil {
+				return nil, fmt.Errorf("tracker: record part %s: encode errors: %w", part, err)
+			}
+			errs = string(b)
+		}
+		if _, err := tx.Exec(`INSERT INTO tracker_parts (request_seq, idx, part, status, errors, mapping_version, recorded)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			req.seq, r.Index, part, r.Status.code(), errs, nullString(r.MappingVersion), now); err != nil {
+			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: %w", part, r.Index, requestID, err)
+		}
+		rows, err := tx.Query(`SELECT status, errors, mapping_version FROM tracker_parts
+			WHERE request_seq = ? AND idx = ? ORDER BY recorded, part`, req.seq, r.Index)
+		if err != nil {
+			return nil, fmt.Errorf("tracker: read parts of message %d of request %s: %w", r.Index, requestID, err)
+		}
+		for rows.Next() {
+			var (
+				code    int
+				errJSON sql.NullString
+				version sql.NullString
+			)
+			if err := rows.Scan(&code, &errJSON, &version); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("tracker: read parts of message %d of request %s: %w", r.Index, requestID, err)
+			}
+			p := Result{Index: r.Index, Status: Statuses[code], MappingVersion: version.String}
+			if errJSON.Valid {
+				_ = json.Unmarshal([]byte(errJSON.String), &p.Errors) // written above as a JSON array
+			}
+			out[r.Index] = append(out[r.Index], p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("tracker: read parts of message %d of request %s: %w", r.Index, requestID, err)
+		}
+	}
+	return out, nil
+}
+
+// ReplayTx moves the messages of request requestID at indexes that are Failed or Invalid back
+// to Queued, keeping their errors (later outcomes append to them), and forgets their part
+// outcomes; see Writer.Replay.
+func (s *SQLite) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
+	req, err := lookupRequest(tx, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+	}
+	var replayed []int
+	var d delta
+	for _, r := range toRanges(slices.Sorted(slices.Values(indexes))) {
+		rows, err := tx.Query(`SELECT idx, status FROM tracker_messages
+			WHERE request_seq = ? AND idx BETWEEN ? AND ? AND status IN (?, ?)`, req.seq, r[0], r[1], codeFailed, codeInvalid)
+		if err != nil {
+			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
+		}
+		for rows.Next() {
+			var idx, code int
+			if err := rows.Scan(&idx, &code); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+			}
+			replayed = append(replayed, idx)
+			d.byStatus[code]--
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+		}
+		if _, err := tx.Exec(`UPDATE tracker_messages SET status = ?, processed_at = NULL
+			WHERE request_seq = ? AND idx BETWEEN ? AND ? AND status IN (?, ?)`,
+			codeQueued, req.seq, r[0], r[1], codeFailed, codeInvalid); err != nil {
+			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
+		}
+		if _, err := tx.Exec(`DELETE FROM tracker_parts WHERE request_seq = ? AND idx BETWEEN ? AND ?`, req.seq, r[0], r[1]); err != nil {
+			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
+		}
+	}
+	if err := applyDelta(tx, req.seq, d); err != nil {
+		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
+	}
+	return replayed, nil
 }

@@ -262,6 +262,16 @@ type Writer interface {
 	// first terminal status; a message not recorded is ignored; of several results for one
 	// index the first wins.
 	Finish(requestID string, results []Result) error
+	// RecordParts records, for messages of request requestID, the outcome of part (a sink of a
+	// record routed to several) and returns, for each of those messages, the outcomes of all its
+	// parts recorded so far, this one included, in the order they were recorded. Recording a
+	// part again keeps its first outcome, so a redelivery never counts twice.
+	RecordParts(requestID, part string, results []Result) (map[int][]Result, error)
+	// Replay moves the messages at indexes that are Failed or Invalid back to Queued (other
+	// messages are left alone) and returns the indexes it moved, ascending. Their errors stay
+	// visible: the outcome of the next attempt appends its errors to them. Their part outcomes
+	// are forgotten.
+	Replay(requestID string, indexes []int) ([]int, error)
 }
 
 // Store answers the Tracking API. It is safe for concurrent use.

@@ -57,6 +57,15 @@ func writeSpringError(w http.ResponseWriter, r *http.Request, status int, except
 	})
 }
 
+// writeSpringRefusal answers a classified error (see classify) in the Spring style.
+func writeSpringRefusal(w http.ResponseWriter, r *http.Request, err error) {
+	status, retryAfter, msg := classify(err)
+	if retryAfter != "" {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	writeSpringError(w, r, status, "", "%s", msg)
+}
+
 // payloadError is the seed's body for an event that fails validation.
 type payloadError struct {
 	Message string `json:"message"`
@@ -121,17 +130,23 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 		writeSpringError(w, r, http.StatusBadRequest, "", "Idempotency-Key is %d characters; the limit is %d", len(key), maxIdempotencyKey)
 		return
 	}
-	body, ok := readBody(w, r, MaxBodyBytes)
-	if !ok {
+	body, release, err := s.readBody(w, r)
+	defer release()
+	if err != nil {
+		writeSpringRefusal(w, r, err)
 		return
 	}
 	body = bytes.TrimSpace(body)
-	switch {
-	case len(body) == 0:
+	if len(body) == 0 {
 		writePayloadError(w, "the body is empty; send one JSON object")
 		return
-	case !gjson.ValidBytes(body):
-		writePayloadError(w, "the body is not valid JSON")
+	}
+	var deep *jsonkind.DepthError
+	if err := jsonkind.Check(body, s.Limits.maxDepth()); errors.As(err, &deep) {
+		writePayloadError(w, "the event is nested deeper than the limit of %d levels (limits.max_depth) at %s", deep.Limit, jsonkind.FormatPath(deep.Path, 8))
+		return
+	} else if err != nil {
+		writePayloadError(w, "the body is not valid JSON: %v", err)
 		return
 	}
 	if root := gjson.ParseBytes(body); !root.IsObject() {
@@ -140,6 +155,10 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	if missing := m.Missing(body); len(missing) > 0 {
 		writePayloadError(w, "missing [%s]", strings.Join(missing, ", "))
+		return
+	}
+	if err := s.Throttle.records(p.ClientID, 1); err != nil {
+		writeSpringRefusal(w, r, err)
 		return
 	}
 	receipt, err := s.Intake.Accept(r.Context(), pipeline.Submission{
@@ -177,11 +196,16 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 }
 
 // bearer authenticates a Bearer token (static or JWT; Basic is not accepted here). Without a
-// valid one it answers 401 with the seed's body and reports false.
+// valid one it answers 401 with the seed's body, when throttled 429, and reports false.
 func (s *Server) bearer(w http.ResponseWriter, r *http.Request) (Principal, bool) {
 	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	if strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
-		if p, ok := s.Auth.Authenticate(r); ok {
+		p, ok, err := s.authenticate(r)
+		if err != nil {
+			writeSpringRefusal(w, r, err)
+			return Principal{}, false
+		}
+		if ok {
 			return p, true
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gateway", error="invalid_token"`)

@@ -1,9 +1,7 @@
 package transports
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -28,13 +26,15 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 		writeProblem(w, http.StatusBadRequest, "Idempotency-Key is %d characters; the limit is %d", len(key), maxIdempotencyKey)
 		return
 	}
-	body, ok := readBody(w, r, MaxBodyBytes)
-	if !ok {
+	body, release, err := s.readBody(w, r)
+	defer release()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	env, err := pipeline.ParseEnvelope(body)
+	env, err := pipeline.EnvelopeParser{MaxDepth: s.Limits.MaxDepth}.Parse(body)
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "%v", err)
+		writeError(w, err)
 		return
 	}
 	m, ok := s.Mappings().Get(env.Format)
@@ -46,8 +46,12 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 		writeProblem(w, http.StatusForbidden, "format %q is not assigned to client %q", env.Format, p.ClientID)
 		return
 	}
+	if err := s.Throttle.records(p.ClientID, len(env.Records)); err != nil {
+		writeError(w, err)
+		return
+	}
 	if r.URL.Query().Get("dry_run") == "true" {
-		writeJSON(w, http.StatusOK, pipeline.DryRun(m, env.Records))
+		writeJSON(w, http.StatusOK, m.DryRun(env.Records))
 		return
 	}
 	if len(env.Records) == 0 {
@@ -105,28 +109,4 @@ func quoteOrMissing(s string) string {
 		return "(missing)"
 	}
 	return `"` + s + `"`
-}
-
-// readBody reads at most limit bytes, answering 413 (without reading further) when the body is
-// larger. It reports whether the caller should go on.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	if r.ContentLength > limit {
-		writeProblem(w, http.StatusRequestEntityTooLarge, "the body is %d bytes; the limit is %d bytes (10 MiB)", r.ContentLength, limit)
-		return nil, false
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		writeProblem(w, http.StatusRequestEntityTooLarge, "the body is over the limit of %d bytes (10 MiB)", limit)
-		return nil, false
-	case err != nil && !errors.Is(err, io.EOF):
-		writeProblem(w, http.StatusBadRequest, "could not read the body: %v", err)
-		return nil, false
-	}
-	return buf.Bytes(), true
 }

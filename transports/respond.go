@@ -2,8 +2,12 @@ package transports
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+
+	"github.com/opengw/gateway/pipeline"
 )
 
 // writeJSON answers with v as JSON.
@@ -45,9 +49,56 @@ func errorCode(status int) string {
 		return "unsupported_media_type"
 	case http.StatusUnprocessableEntity:
 		return "unprocessable_entity"
+	case http.StatusRequestTimeout:
+		return "request_timeout"
+	case http.StatusTooManyRequests:
+		return "too_many_requests"
 	case http.StatusServiceUnavailable:
 		return "unavailable"
 	default:
 		return "internal_error"
 	}
+}
+
+// requestError is a request the gateway refuses for a reason the caller can act on: the status
+// and message to answer and, for 429 and 503, the seconds to wait before retrying.
+type requestError struct {
+	status     int
+	retryAfter int // seconds; 0: no Retry-After
+	msg        string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+// refuse builds a requestError.
+func refuse(status int, format string, args ...any) *requestError {
+	return &requestError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// classify is the one place that says what a caller is told about an error from reading,
+// parsing or throttling a request: the status, the Retry-After value ("" for none) and the
+// message. Anything it does not know is internal: 500 with a generic message (the handler logs
+// it). Endpoints with a seed-defined error shape only decide how to render these three.
+func classify(err error) (status int, retryAfter, msg string) {
+	var re *requestError
+	var env *pipeline.EnvelopeError
+	switch {
+	case errors.As(err, &re):
+		if re.retryAfter > 0 {
+			retryAfter = strconv.Itoa(re.retryAfter)
+		}
+		return re.status, retryAfter, re.msg
+	case errors.As(err, &env):
+		return http.StatusBadRequest, "", env.Message
+	}
+	return http.StatusInternalServerError, "", "internal error"
+}
+
+// writeError answers err, classified, in the gateway's own problem shape.
+func writeError(w http.ResponseWriter, err error) {
+	status, retryAfter, msg := classify(err)
+	if retryAfter != "" {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	writeProblem(w, status, "%s", msg)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
@@ -30,7 +31,11 @@ type Server struct {
 	Mappings func() *mappings.Set // the current mapping set
 	Tracking *TrackingAPI
 	Tokens   *TokenIssuer // issues /connect/token JWTs; nil: that endpoint answers 503
+	Limits   Limits       // body and nesting limits; zero fields take defaults
+	Throttle *Throttle    // rate limits and the failed-authentication throttle; nil: none
 	Log      *slog.Logger
+
+	inflight atomic.Int64 // request body bytes buffered now (see readBody)
 }
 
 // Handler returns the gateway's routes. Unknown paths answer 404, known paths with the wrong
@@ -42,6 +47,7 @@ func (s *Server) Handler() http.Handler {
 	}})
 	mux.Handle("/push", methods{"POST": s.authorized("push", s.push)})
 	mux.Handle("/connect/token", methods{"POST": s.token})
+	mux.Handle("/.well-known/oauth-authorization-server", methods{"GET": s.oauthMetadata})
 	mux.Handle("/api/events/v1/{country}/external/{tenant}/send", methods{"POST": s.sendEvent})
 	mux.Handle("/tracking", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.Tracking.Search(w, r, p.ClientID, p.ClientName)
@@ -74,11 +80,38 @@ func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeProblem(w, http.StatusMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or "))
 }
 
+// authenticate checks r's credentials under the throttles. An address whose failed
+// authentications spent its bucket is refused (a 429 *requestError) before its credentials are
+// looked at; credentials presented and refused count against the address; a valid caller over
+// its rate limit is refused (429) too. ok is false, with a nil error, for missing or bad
+// credentials.
+func (s *Server) authenticate(r *http.Request) (p Principal, ok bool, err error) {
+	if err := s.Throttle.checkAddr(r); err != nil {
+		return Principal{}, false, err
+	}
+	if p, ok = s.Auth.Authenticate(r); !ok {
+		// Only credentials that were tried and refused count: many HTTP clients send a first
+		// request without any, to be told by the 401 which scheme to use.
+		if r.Header.Get("Authorization") != "" {
+			s.Throttle.failed(r)
+		}
+		return Principal{}, false, nil
+	}
+	if err := s.Throttle.request(p.ClientID); err != nil {
+		return Principal{}, false, err
+	}
+	return p, true, nil
+}
+
 // authorized authenticates the caller and requires scope: 401 with WWW-Authenticate without
-// valid credentials, 403 when the credential lacks the scope.
+// valid credentials, 403 when the credential lacks the scope, 429 when throttled.
 func (s *Server) authorized(scope string, h func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := s.Auth.Authenticate(r)
+		p, ok, err := s.authenticate(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Basic realm="gateway", Bearer realm="gateway"`)
 			writeProblem(w, http.StatusUnauthorized, "missing or invalid credentials: use Basic client:secret or a Bearer token")

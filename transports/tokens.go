@@ -151,7 +151,7 @@ func LoadOrCreateKey(dataDir, configured string) ([]byte, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory for the token key: %w", err)
 	}
 	random := make([]byte, 32)
@@ -221,6 +221,19 @@ func tokenError(w http.ResponseWriter, status int, code, format string, args ...
 	writeTokenJSON(w, status, oauthError{Error: code, Description: fmt.Sprintf(format, args...)})
 }
 
+// writeTokenRefusal answers a classified error (see classify) in the RFC 6749 §5.2 shape.
+func writeTokenRefusal(w http.ResponseWriter, err error) {
+	status, retryAfter, msg := classify(err)
+	if retryAfter != "" {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	code := "invalid_request"
+	if status == http.StatusTooManyRequests {
+		code = "slow_down"
+	}
+	tokenError(w, status, code, "%s", msg)
+}
+
 // token is POST /connect/token: the OAuth2 client-credentials grant (RFC 6749 §4.4). The client
 // authenticates with Basic or with client_id/client_secret form fields (one of the two); scope,
 // if given, must be a subset of the client's scopes and defaults to all of them. Errors follow
@@ -267,9 +280,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if err := s.Throttle.checkAddr(r); err != nil {
+		writeTokenRefusal(w, err)
+		return
+	}
 	client, status, code, msg := s.tokenClient(r, form)
 	if code != "" {
+		if code == "invalid_client" && (r.Header.Get("Authorization") != "" || form.Has("client_id") || form.Has("client_secret")) {
+			s.Throttle.failed(r)
+		}
 		tokenError(w, status, code, "%s", msg)
+		return
+	}
+	if err := s.Throttle.request(client.ID); err != nil {
+		writeTokenRefusal(w, err)
 		return
 	}
 
@@ -339,9 +363,5 @@ func (s *Server) checkClient(id, secret string) (Client, bool) {
 	if id == "" || secret == "" {
 		return Client{}, false
 	}
-	c, ok := s.Auth.Client(id)
-	if !ok || !s.Auth.CheckSecret(&c, secret) {
-		return Client{}, false
-	}
-	return c, true
+	return s.Auth.CheckClient(id, secret)
 }

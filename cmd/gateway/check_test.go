@@ -87,14 +87,14 @@ routes:
 		t.Fatalf("check returned %v, want errReported", err)
 	}
 	want := strings.Join([]string{
-		m + `/activity.yaml:2:1: unknown key "colour" (allowed: format, id, type, required, schema, validate, routes, tests)`,
+		m + `/activity.yaml:2:1: unknown key "colour" (allowed: format, id, type, timezone, required, schema, validate, routes_mode, routes, tests)`,
 		m + `/activity.yaml:4:11: routes[0].sink: unknown sink "activities" (known sinks: orders)`,
 		m + `/orders.yaml:1:9: format "orders" is already defined at ` + m + `/dup.yml:1:9`,
 		m + `/orders.yaml:5:37: schema: not a valid JSON Schema: /properties/amount/minimum: must be of type number, got string`,
 		m + `/orders.yaml:7:22: validate[0].rule: unexpected token EOF`,
 		m + `/orders.yaml:11:11: routes[0].when: must be a condition: expected bool, but got string`,
 		m + `/orders.yaml:14:14: routes[0].fields.total: unknown name numbr`,
-		m + `/orders.yaml:16:5: tests[0]: needs "expect" (sink: fields) or "invalid" (an expected error message)`,
+		m + `/orders.yaml:16:5: tests[0]: needs "expect" (sink: fields, ...) or "invalid" (an expected error message)`,
 		m + `/orders.yaml:18:5: tests[0]: unknown key "expected" (did you mean "expect"?)`,
 		"9 problems; mapping tests not run",
 	}, "\n") + "\n"

@@ -291,3 +291,38 @@ clients:
 		t.Fatalf("refused record tracked as %s", m.Raw)
 	}
 }
+
+// TestClientsKeepTheirOwnRows: two clients pushing records with the same ids each keep their own
+// sink row; neither overwrites nor reveals the other's (upsert identity is (client, key)).
+func TestClientsKeepTheirOwnRows(t *testing.T) {
+	g := startGateway(t, exampleConfig, t.TempDir())
+	record := func(contact string) []byte {
+		return []byte(`{"format":"activity","payload":[{"id":"shared-1","type":"call","timestamp":"2020-05-18T21:15:00Z",
+			"duration":"PT1M","user_email":"a@b.c","contact":"` + contact + `","direction":"inbound"}]}`)
+	}
+	demoID := g.push(t, record("demo's contact"))
+	g.waitComplete(t, demoID, 30*time.Second)
+
+	status, _, out := g.do(t, "POST", "/push", "other", "other-secret", "application/json", record("overwritten"))
+	if status != http.StatusAccepted {
+		t.Fatalf("other's push: %d %s", status, out)
+	}
+	otherID := gjson.GetBytes(out, "id").String()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, out := g.do(t, "POST", "/tracking", "other", "other-secret", "application/json",
+			[]byte(`{"search":[{"by":"id","value":"`+otherID+`"}]}`))
+		if gjson.GetBytes(out, "data.requests.0.requestStatus").String() == "Complete" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("other's request not complete: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rows := g.sinkRows(t, `SELECT _client_id, contact FROM activities WHERE activity_id = 'shared-1' ORDER BY _client_id`)
+	if len(rows) != 2 || rows[0]["_client_id"] != "demo" || rows[0]["contact"] != "demo's contact" ||
+		rows[1]["_client_id"] != "other" || rows[1]["contact"] != "overwritten" {
+		t.Fatalf("rows = %v; want one row per client, each with its own contact", rows)
+	}
+}

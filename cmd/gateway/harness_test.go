@@ -28,7 +28,7 @@ type gateway struct {
 	stop    func()
 }
 
-var listenLine = regexp.MustCompile(`addr=http://(\S+)`)
+var listenLine = regexp.MustCompile(`addr=(https?://\S+)`)
 
 // startGateway runs `serve` through run() on 127.0.0.1:0 with dataDir and config, and waits
 // until it listens. It stops at test cleanup.
@@ -53,7 +53,7 @@ func startGateway(t *testing.T, configPath, dataDir string) *gateway {
 	g := &gateway{DataDir: dataDir, logs: logs}
 	select {
 	case addr := <-addrCh:
-		g.URL = "http://" + addr
+		g.URL = addr
 	case err := <-done:
 		cancel()
 		t.Fatalf("gateway exited before listening: %v\n%s", err, logs.String())
@@ -120,7 +120,7 @@ func startProcess(t *testing.T, configPath, dataDir string) (*gateway, *exec.Cmd
 	g := &gateway{DataDir: dataDir, logs: logs}
 	select {
 	case addr := <-addrCh:
-		g.URL = "http://" + addr
+		g.URL = addr
 	case <-time.After(60 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("gateway process did not start:\n%s", logs.String())

@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -43,18 +44,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
 	}
+	var err error
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], getenv, stderr)
+		err = serve(ctx, args[1:], getenv, stderr)
 	case "check":
-		return check(args[1:], getenv, stdout, stderr)
+		err = check(args[1:], getenv, stdout, stderr)
 	case "map":
-		return mapCmd(args[1:], getenv, stdin, stdout, stderr)
-	case "help", "-h", "--help":
+		err = mapCmd(args[1:], getenv, stdin, stdout, stderr)
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
-		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+		err = fmt.Errorf("unknown command %q", args[0])
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // `gateway CMD --help`: the flag set has printed the command's flags
+	}
+	return err
 }

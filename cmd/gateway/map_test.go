@@ -37,11 +37,12 @@ func assertSeedDryRun(t *testing.T, out []byte) {
 		rec := recs[i]
 		if rec.Get("index").Int() != int64(i) || rec.Get("externalReference").String() != want.ref ||
 			rec.Get("messageType").String() != want.typ || !rec.Get("valid").Bool() ||
-			rec.Get("route").String() != want.route || rec.Get("sink").String() != want.sink {
+			len(rec.Get("routes").Array()) != 1 ||
+			rec.Get("routes.0.route").String() != want.route || rec.Get("routes.0.sink").String() != want.sink {
 			t.Errorf("record %d: %s", i, rec.Raw)
 		}
 		// Compacted, the fields are byte for byte what the sink would receive, in order.
-		if got := compact(rec.Get("fields").Raw); got != want.fields {
+		if got := compact(rec.Get("routes.0.fields").Raw); got != want.fields {
 			t.Errorf("record %d fields\n got %s\nwant %s", i, got, want.fields)
 		}
 	}
@@ -75,7 +76,7 @@ func TestMapRecordFromStdin(t *testing.T) {
 	}
 	rec := gjson.Get(out, "records.0")
 	want := `{"quote_id":"q9","quoted_at":"2020-05-18T10:00:00Z","user":"a@b.c","contact":null,"product_line":null,"product":null,"amount":12.5,"href":null}`
-	if rec.Get("route").String() != "quotes" || compact(rec.Get("fields").Raw) != want {
+	if rec.Get("routes.0.route").String() != "quotes" || compact(rec.Get("routes.0.fields").Raw) != want {
 		t.Errorf("map of one record: %s", out)
 	}
 

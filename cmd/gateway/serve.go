@@ -8,17 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-
 	"github.com/opengw/gateway/internal/config"
-	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/sinks"
@@ -34,6 +27,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	cfgPath := fs.String("config", "examples/gateway.yaml", "configuration file")
 	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
 	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
+	database := fs.String("database", "", "postgres:// URL of a database shared by several nodes (default from config; empty: embedded SQLite)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,25 +43,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
+	if *database != "" {
+		cfg.Database = *database
 	}
-	unlock, err := lockDataDir(cfg.DataDir)
+	be, err := openBackend(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-
-	st, err := sqlitestore.Open(sqlitestore.Config{
-		Path:                 filepath.Join(cfg.DataDir, "gateway.db"),
-		Logger:               watermill.NewSlogLogger(log),
-		Topics:               pipeline.QueueTopics(cfg.SinkNames()),
-		ReleaseLeasesOnStart: true, // safe: the data folder lock makes this the only process
-	})
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	defer st.Close()
+	defer be.close()
+	st := be.store
 	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("open sinks: %w", err)
@@ -80,18 +64,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		MaxBacklog: max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		RetainRecords: cfg.Retention.Payloads, RetainTracking: cfg.Retention.Tracking,
 	})
 	if err != nil {
 		return err
 	}
 
-	key, err := transports.LoadOrCreateKey(cfg.DataDir, cfg.Auth.JWT.Key)
+	key, err := be.jwtKey()
 	if err != nil {
 		return err
 	}
 	issuer := &transports.TokenIssuer{Key: key, Issuer: cfg.Auth.JWT.Issuer, Audience: cfg.Auth.JWT.Audience, TTL: cfg.Auth.JWT.TTL}
-	auth := transports.NewAuthenticator(clientsOf(cfg))
+	clients := clientsOf(cfg)
+	auth := transports.NewAuthenticator(clients)
 	auth.VerifyJWT = issuer.Verify
 	srv := &transports.Server{
 		Auth:     auth,
@@ -99,21 +85,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Intake:   pl,
 		Mappings: current.Load,
 		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
+		Limits:   transports.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxInflightBytes: cfg.Limits.MaxInflightBytes},
+		Throttle: transports.NewThrottle(clients, cfg.Limits.AuthFailuresPerSecond, cfg.Limits.AuthFailureBurst),
 		Log:      log,
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv, err := newHTTPServer(cfg, srv.Handler(), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	pipelineDone := make(chan error, 1)
 	go func() { pipelineDone <- pl.Run(runCtx) }()
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- httpSrv.Serve(ln) }()
-	log.Info("gateway listening", "addr", "http://"+ln.Addr().String(), "data", cfg.DataDir,
+	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
+	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "data", cfg.DataDir,
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.
@@ -180,21 +172,8 @@ func clientsOf(cfg *config.Config) []transports.Client {
 		out[i] = transports.Client{
 			ID: c.ID, Name: c.Name, Secret: c.Secret, SecretBcrypt: c.SecretBcrypt, Tokens: c.Tokens,
 			Scopes: c.Scopes, Formats: c.Formats, Tenants: c.Tenants, Hubs: c.Hubs,
+			RateLimit: transports.RateLimit(c.RateLimit),
 		}
 	}
 	return out
-}
-
-// lockDataDir takes an exclusive lock on the data folder, so two gateways never share one
-// (the queue relies on being the only process: it releases all leases at start).
-func lockDataDir(dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, "gateway.lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock data folder: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data folder %s is in use by another gateway (%w)", dir, err)
-	}
-	return func() { f.Close() }, nil
 }

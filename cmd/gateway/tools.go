@@ -96,7 +96,7 @@ func mapCmd(args []string, getenv func(string) string, stdin io.Reader, stdout, 
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(pipeline.DryRun(m, records))
+	return enc.Encode(m.DryRun(records))
 }
 
 // recordsOf accepts an envelope, an array of records or one record.

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opengw/gateway/internal/yamlcheck"
 	"github.com/opengw/gateway/sinks"
 )
 
@@ -22,21 +23,60 @@ var Scopes = []string{"push", "events", "tracking", "integrations"}
 
 // Config is the whole gateway configuration.
 type Config struct {
-	Server   Server                  `yaml:"server"`
-	DataDir  string                  `yaml:"data_dir"` // where SQLite files live; --data overrides; default ./data
-	Mappings string                  `yaml:"mappings"` // folder of mapping files, relative to the config file
-	Pipeline Pipeline                `yaml:"pipeline"`
-	Auth     Auth                    `yaml:"auth"`
-	Sinks    map[string]sinks.Config `yaml:"sinks"`
-	Clients  []Client                `yaml:"clients"`
+	Server  Server `yaml:"server"`
+	DataDir string `yaml:"data_dir"` // where SQLite files live; --data overrides; default ./data
+	// Database selects the storage backend: empty for embedded SQLite in DataDir (one node), or
+	// a postgres:// URL shared by several nodes. --database overrides.
+	Database string   `yaml:"database"`
+	Mappings string   `yaml:"mappings"` // folder of mapping files, relative to the config file
+	Pipeline Pipeline `yaml:"pipeline"`
+	Limits   Limits   `yaml:"limits"`
+	// Retention bounds how long data is kept; older data is purged in small batches.
+	Retention Retention               `yaml:"retention"`
+	Auth      Auth                    `yaml:"auth"`
+	Sinks     map[string]sinks.Config `yaml:"sinks"`
+	Clients   []Client                `yaml:"clients"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
 }
 
-// Server configures the HTTP listener.
+// Server configures the HTTP listener. The timeout defaults let a 10 MiB push through at about
+// 35 kB/s while cutting connections that stall or idle.
 type Server struct {
-	Addr string `yaml:"addr"` // default 127.0.0.1:8080; --addr overrides
+	Addr              string        `yaml:"addr"`                // default 127.0.0.1:8080; --addr overrides
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // for the request line and headers; default 10s
+	ReadTimeout       time.Duration `yaml:"read_timeout"`        // for the whole request, body included; default 5m
+	WriteTimeout      time.Duration `yaml:"write_timeout"`       // from the end of the headers to the end of the answer; default 6m
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // a kept-alive connection waiting for its next request; default 2m
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // request line and headers; default 64 KiB
+	TLS               TLS           `yaml:"tls"`
+}
+
+// TLS turns on HTTPS (with HTTP/2) when both files are set. Relative paths are resolved against
+// the config file's folder. The files are re-read when they change, so certificates rotate
+// without a restart.
+type TLS struct {
+	CertFile string `yaml:"cert_file"` // PEM certificate chain
+	KeyFile  string `yaml:"key_file"`  // PEM private key
+}
+
+// Limits bound what requests may cost the gateway.
+type Limits struct {
+	MaxDepth         int   `yaml:"max_depth"`          // JSON nesting anywhere in a body; default 64
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"` // request bodies buffered at once, all requests together; default 256 MiB
+	// Failed authentications allowed per remote address: a bucket of auth_failure_burst refilled
+	// at auth_failures_per_second; an empty bucket answers 429. Defaults 1/s and 20; -1 turns
+	// the throttle off.
+	AuthFailuresPerSecond float64 `yaml:"auth_failures_per_second"`
+	AuthFailureBurst      int     `yaml:"auth_failure_burst"`
+}
+
+// RateLimit is a client's allowance; an absent or zero rate means no limit.
+type RateLimit struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"` // authenticated requests, every endpoint
+	Burst             int     `yaml:"burst"`               // requests above the rate for a moment; default the rate (at least 1)
+	RecordsPerSecond  float64 `yaml:"records_per_second"`  // records pushed or sent; a burst of max(rate, 10,000) so any valid push fits
 }
 
 // Pipeline tunes record processing.
@@ -48,6 +88,14 @@ type Pipeline struct {
 	// MaxBacklog: queued fragments beyond which intake answers 503 with Retry-After; default
 	// 100000, -1 for no limit.
 	MaxBacklog int `yaml:"max_backlog"`
+}
+
+// Retention bounds how long the gateway keeps what it accepted.
+type Retention struct {
+	// Payloads: raw records, kept for processing and replay; default 168h (7 days).
+	Payloads time.Duration `yaml:"payloads"`
+	// Tracking: tracked requests and their messages; default 2160h (90 days).
+	Tracking time.Duration `yaml:"tracking"`
 }
 
 // Auth configures issued tokens.
@@ -65,15 +113,16 @@ type JWT struct {
 
 // Client is a partner account.
 type Client struct {
-	ID           string   `yaml:"id"` // the feedId
-	Name         string   `yaml:"name"`
-	Secret       string   `yaml:"secret"`        // plain Basic secret
-	SecretBcrypt string   `yaml:"secret_bcrypt"` // or its bcrypt hash
-	Tokens       []string `yaml:"tokens"`        // static Bearer tokens
-	Formats      []string `yaml:"formats"`
-	Tenants      []string `yaml:"tenants"` // "country/tenant" pairs the client may send events for
-	Scopes       []string `yaml:"scopes"`
-	Hubs         []string `yaml:"hubs"` // integration hubs the client owns
+	ID           string    `yaml:"id"` // the feedId
+	Name         string    `yaml:"name"`
+	Secret       string    `yaml:"secret"`        // plain Basic secret
+	SecretBcrypt string    `yaml:"secret_bcrypt"` // or its bcrypt hash
+	Tokens       []string  `yaml:"tokens"`        // static Bearer tokens
+	Formats      []string  `yaml:"formats"`
+	Tenants      []string  `yaml:"tenants"` // "country/tenant" pairs the client may send events for
+	Scopes       []string  `yaml:"scopes"`
+	Hubs         []string  `yaml:"hubs"` // integration hubs the client owns
+	RateLimit    RateLimit `yaml:"rate_limit"`
 
 	line int
 }
@@ -90,35 +139,33 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, problemsError(path, yamlcheck.FromError(err))
 	}
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s:1: the file is empty", path)
 	}
 	doc := root.Content[0]
-	var problems []string
-	report := func(line int, format string, args ...any) {
-		problems = append(problems, fmt.Sprintf("%s:%d: %s", path, line, fmt.Sprintf(format, args...)))
-	}
-	for _, u := range UnknownKeys(doc, &Config{}) {
-		report(u.Line, "unknown key %q (allowed: %s)", u.Key, strings.Join(u.Allowed, ", "))
-	}
+	problems := yamlcheck.Struct(doc, &Config{})
 	for _, m := range ExpandEnv(doc, getenv) {
-		report(m.Line, "environment variable %s is not set", m.Name)
+		problems = append(problems, yamlcheck.Problem{Line: m.Line, Message: fmt.Sprintf("environment variable %s is not set", m.Name)})
 	}
 	cfg := &Config{File: path}
 	if len(problems) == 0 {
 		if err := doc.Decode(cfg); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, problemsError(path, yamlcheck.FromError(err))
 		}
 		recordClientLines(doc, cfg)
 		for _, p := range cfg.validate() {
-			report(p.line, "%s", p.msg)
+			line := p.line
+			if line == 0 {
+				n, _ := yamlcheck.Find(doc, p.key...)
+				line = n.Line
+			}
+			problems = append(problems, yamlcheck.Problem{Line: line, Message: p.msg})
 		}
 	}
 	if len(problems) > 0 {
-		sort.SliceStable(problems, func(i, j int) bool { return problems[i] < problems[j] })
-		return nil, errors.New(strings.Join(problems, "\n"))
+		return nil, problemsError(path, problems)
 	}
 	cfg.applyDefaults()
 	return cfg, nil
@@ -130,6 +177,21 @@ func (c *Config) MappingsDir() string {
 		return c.Mappings
 	}
 	return filepath.Join(filepath.Dir(c.File), c.Mappings)
+}
+
+// TLSFiles returns the certificate and key files, resolved against the config file's folder;
+// both are empty when TLS is off.
+func (c *Config) TLSFiles() (certFile, keyFile string) {
+	if c.Server.TLS.CertFile == "" {
+		return "", ""
+	}
+	resolve := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(filepath.Dir(c.File), p)
+	}
+	return resolve(c.Server.TLS.CertFile), resolve(c.Server.TLS.KeyFile)
 }
 
 // SinkNames lists the configured sinks, sorted.
@@ -146,11 +208,26 @@ func (c *Config) applyDefaults() {
 	if c.Server.Addr == "" {
 		c.Server.Addr = "127.0.0.1:8080"
 	}
+	setDefault(&c.Server.ReadHeaderTimeout, 10*time.Second)
+	setDefault(&c.Server.ReadTimeout, 5*time.Minute)
+	setDefault(&c.Server.WriteTimeout, 6*time.Minute)
+	setDefault(&c.Server.IdleTimeout, 2*time.Minute)
+	setDefault(&c.Server.MaxHeaderBytes, 64<<10)
+	setDefault(&c.Limits.MaxDepth, 64)
+	setDefault(&c.Limits.MaxInflightBytes, 256<<20)
+	setDefault(&c.Limits.AuthFailuresPerSecond, 1)
+	setDefault(&c.Limits.AuthFailureBurst, 20)
 	if c.DataDir == "" {
 		c.DataDir = "./data"
 	}
 	if c.Mappings == "" {
 		c.Mappings = "mappings"
+	}
+	if c.Retention.Payloads == 0 {
+		c.Retention.Payloads = 7 * 24 * time.Hour
+	}
+	if c.Retention.Tracking == 0 {
+		c.Retention.Tracking = 90 * 24 * time.Hour
 	}
 	if c.Pipeline.FragmentSize == 0 {
 		c.Pipeline.FragmentSize = 1000
@@ -178,25 +255,94 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// setDefault sets *v to def when it is zero.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// problem is one invalid value: at line, or, when line is 0, at the key that path names in
+// the file (or the deepest part of it that is there).
 type problem struct {
 	line int
+	key  []string
 	msg  string
+}
+
+// problemsError lists problems of the file at path one per line, as "file:line:col: message"
+// (the column left out when unknown), sorted by place.
+func problemsError(path string, ps []yamlcheck.Problem) error {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Line != ps[j].Line {
+			return ps[i].Line < ps[j].Line
+		}
+		return ps[i].Col < ps[j].Col
+	})
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		switch {
+		case p.Line == 0:
+			lines[i] = fmt.Sprintf("%s: %s", path, p.Message)
+		case p.Col == 0:
+			lines[i] = fmt.Sprintf("%s:%d: %s", path, p.Line, p.Message)
+		default:
+			lines[i] = fmt.Sprintf("%s:%d:%d: %s", path, p.Line, p.Col, p.Message)
+		}
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 func (c *Config) validate() []problem {
 	var ps []problem
 	add := func(line int, format string, args ...any) {
-		ps = append(ps, problem{line, fmt.Sprintf(format, args...)})
+		ps = append(ps, problem{line: line, msg: fmt.Sprintf(format, args...)})
+	}
+	addAt := func(key []string, format string, args ...any) {
+		ps = append(ps, problem{key: key, msg: fmt.Sprintf(format, args...)})
 	}
 	if c.Pipeline.FragmentSize < 0 || c.Pipeline.FragmentSize > 10000 {
-		add(1, "pipeline.fragment_size %d is outside 1..10000", c.Pipeline.FragmentSize)
+		addAt([]string{"pipeline", "fragment_size"}, "pipeline.fragment_size %d is outside 1..10000", c.Pipeline.FragmentSize)
 	}
 	if c.Pipeline.DeliveryAttempts < 0 {
-		add(1, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
+		addAt([]string{"pipeline", "delivery_attempts"}, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"read_header_timeout", c.Server.ReadHeaderTimeout}, {"read_timeout", c.Server.ReadTimeout},
+		{"write_timeout", c.Server.WriteTimeout}, {"idle_timeout", c.Server.IdleTimeout},
+	} {
+		if t.d < 0 {
+			add(1, "server.%s %s must not be negative", t.name, t.d)
+		}
+	}
+	if c.Server.MaxHeaderBytes < 0 {
+		add(1, "server.max_header_bytes %d must not be negative", c.Server.MaxHeaderBytes)
+	}
+	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
+		add(1, "server.tls: give both cert_file and key_file, or neither (cert_file %q, key_file %q)", c.Server.TLS.CertFile, c.Server.TLS.KeyFile)
+	}
+	// The envelope itself nests three deep; encoding/json, which some sinks use, stops at 10,000.
+	if d := c.Limits.MaxDepth; d != 0 && (d < 3 || d > 10000) {
+		add(1, "limits.max_depth %d is outside 3..10000", d)
+	}
+	if c.Limits.MaxInflightBytes < 0 {
+		add(1, "limits.max_inflight_bytes %d must not be negative", c.Limits.MaxInflightBytes)
+	} else if n := c.Limits.MaxInflightBytes; n != 0 && n < 10<<20 {
+		add(1, "limits.max_inflight_bytes %d is below one 10 MiB push (%d)", n, 10<<20)
+	}
+	if r := c.Limits.AuthFailuresPerSecond; r < 0 && r != -1 {
+		add(1, "limits.auth_failures_per_second %v must be positive, or -1 for no throttle", r)
+	}
+	if c.Limits.AuthFailureBurst < 0 {
+		add(1, "limits.auth_failure_burst %d must not be negative", c.Limits.AuthFailureBurst)
 	}
 	for _, name := range c.SinkNames() {
-		if err := c.Sinks[name].Validate(name); err != nil {
-			add(1, "%v", err)
+		for _, err := range unjoin(c.Sinks[name].Validate(name)) {
+			addAt([]string{"sinks", name, sinkKey(err.Error(), name)}, "%v", err)
 		}
 	}
 	ids := map[string]bool{}
@@ -226,6 +372,14 @@ func (c *Config) validate() []problem {
 			}
 			tokens[t] = cl.ID
 		}
+		rl := cl.RateLimit
+		switch {
+		case rl.RequestsPerSecond < 0 || rl.RecordsPerSecond < 0 || rl.Burst < 0:
+			add(cl.line, "client %q: rate_limit values must not be negative (requests_per_second %v, burst %d, records_per_second %v)",
+				cl.ID, rl.RequestsPerSecond, rl.Burst, rl.RecordsPerSecond)
+		case rl.Burst > 0 && rl.RequestsPerSecond == 0:
+			add(cl.line, "client %q: rate_limit.burst %d needs requests_per_second", cl.ID, rl.Burst)
+		}
 		for _, t := range cl.Tenants {
 			if parts := strings.Split(t, "/"); len(parts) != 2 || parts[0] == "" || parts[1] == "" {
 				add(cl.line, "client %q: tenant %q is not country/tenant", cl.ID, t)
@@ -233,6 +387,27 @@ func (c *Config) validate() []problem {
 		}
 	}
 	return ps
+}
+
+// unjoin returns the errors that errors.Join combined into err; err alone if it is not a join;
+// none for nil.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// sinkKey returns the key a sinks.Config.Validate message is about: the word after the
+// `sink "name": ` prefix ("url" in `sink "x": url is required for type http`). A word that
+// is not a key of the sink makes Load report the sink's own line.
+func sinkKey(msg, name string) string {
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("sink %q: ", name))
+	word, _, _ := strings.Cut(msg, " ")
+	return strings.TrimSuffix(word, ":")
 }
 
 // recordClientLines remembers where each client was declared, for validation messages.

@@ -46,16 +46,32 @@ func TestProblemsCarryLines(t *testing.T) {
 		name, body string
 		want       []string
 	}{
-		{"unknown keys are all reported", "server:\n  adr: x\nclients:\n  - id: a\n    scope: [push]\n", []string{
-			":2: unknown key \"adr\" (allowed: addr)",
-			":5: unknown key \"scope\" (allowed: formats, hubs, id, name, scopes, secret, secret_bcrypt, tenants, tokens)",
+		{"unknown keys are all reported, with did you mean", "server:\n  adr: x\nclients:\n  - id: a\n    scope: [push]\n", []string{
+			`:2:3: server: unknown key "adr" (did you mean "addr"?)`,
+			`:5:5: clients[0]: unknown key "scope" (did you mean "scopes"?)`,
+		}},
+		{"a far-off key lists the allowed ones", "server:\n  listen: x\n", []string{`:2:3: server: unknown key "listen" (allowed: addr, idle_timeout, max_header_bytes, `}},
+		{"duplicate keys", "server:\n  addr: a\n  addr: b\nsinks:\n  s: {type: file}\n  s: {type: file}\n", []string{
+			`:3:3: server: key "addr" appears twice`,
+			`:6:3: sinks: key "s" appears twice`,
+		}},
+		{"unknown key inside a sink", "sinks:\n  hook:\n    type: http\n    endpoint: https://x\n", []string{
+			`:4:5: sinks.hook: unknown key "endpoint" (allowed: batch_size, headers, key, max_attempts, path, table, timeout, type, url)`,
 		}},
 		{"unset env", "server:\n  addr: ${NOPE}\n", []string{":2: environment variable NOPE is not set"}},
+		{"value of the wrong type", "pipeline:\n  fragment_size: many\n", []string{":2: cannot unmarshal !!str `many` into int"}},
+		{"yaml syntax", "server:\n  addr: [x\n", []string{": invalid YAML: "}},
 		{"bad scope", "clients:\n  - id: a\n    scopes: [push, admin]\n", []string{`:2: client "a": unknown scope "admin"`}},
 		{"duplicate client", "clients:\n  - id: a\n  - id: a\n", []string{`:3: clients[1]: duplicate client id "a"`}},
 		{"bad bcrypt", "clients:\n  - id: a\n    secret_bcrypt: plain\n", []string{`client "a": secret_bcrypt is not a bcrypt hash`}},
 		{"bad tenant", "clients:\n  - id: a\n    tenants: [dk]\n", []string{`tenant "dk" is not country/tenant`}},
-		{"bad sink", "sinks:\n  s: {type: kafka}\n", []string{`sink "s"`}},
+		{"bad fragment size at its line", "server:\n  addr: x\npipeline:\n  fragment_size: 20000\n", []string{`:4: pipeline.fragment_size 20000 is outside 1..10000`}},
+		{"bad sink type at its line", "server:\n  addr: x\nsinks:\n  s:\n    type: kafka\n", []string{`:5: sink "s": type "kafka" is not one of`}},
+		{"bad sink setting at its line", "sinks:\n  a: {type: file}\n  hook:\n    type: http\n    url: /in\n    batch_size: -1\n", []string{
+			`:5: sink "hook": url "/in" is not an absolute http or https URL`,
+			`:6: sink "hook": batch_size -1 must be positive`,
+		}},
+		{"missing sink setting at the sink", "sinks:\n  a: {type: file}\n  hook:\n    type: http\n", []string{`:3: sink "hook": url is required for type http`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

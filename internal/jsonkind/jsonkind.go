@@ -1,5 +1,6 @@
-// Package jsonkind names JSON values for error messages ("must be an object, not the string
-// \"x\""), so every part of the gateway describes bad input the same way.
+// Package jsonkind checks untrusted JSON (Check: syntax and nesting depth in one pass, without
+// recursion) and names JSON values for error messages ("must be an object, not the string
+// \"x\""), so every part of the gateway refuses and describes bad input the same way.
 package jsonkind
 
 import (

@@ -12,7 +12,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
@@ -64,8 +66,12 @@ type job struct {
 	done   chan error
 }
 
-// Open opens (creating if needed) the database file at path.
+// Open opens (creating if needed) the database file at path. The file, and its -wal and -shm
+// companions, are made mode 0600: they hold partners' data.
 func Open(path string) (*DB, error) {
+	if err := restrictFiles(path); err != nil {
+		return nil, err
+	}
 	// WAL lets readers run while the writer writes; synchronous=FULL makes a commit survive power
 	// loss; _txlock=immediate takes the write lock at BEGIN so a transaction never fails half way
 	// for lack of it; busy_timeout covers other processes (the CLI, sqlite3 shell) briefly holding it.
@@ -129,6 +135,22 @@ func Open(path string) (*DB, error) {
 	go db.loop()
 	go db.checkpointLoop()
 	return db, nil
+}
+
+// restrictFiles creates the database file at path with mode 0600 if it does not exist (SQLite
+// gives its -wal and -shm files the database's mode) and narrows existing files to 0600.
+func restrictFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("restrict %s to its owner: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Path is the file the database lives in.

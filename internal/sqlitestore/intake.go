@@ -28,6 +28,15 @@ CREATE TABLE IF NOT EXISTS intake_idempotency (
 	PRIMARY KEY (client_id, endpoint, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS intake_idempotency_created ON intake_idempotency (created_at);
+-- The raw records of every fragment, kept for processing and replay until purged.
+CREATE TABLE IF NOT EXISTS intake_records (
+	request_id  TEXT    NOT NULL,
+	offset      INTEGER NOT NULL,
+	received_at INTEGER NOT NULL, -- unix ms
+	records     BLOB    NOT NULL,
+	PRIMARY KEY (request_id, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS intake_records_received ON intake_records (received_at);
 CREATE TABLE IF NOT EXISTS intake_sequence (
 	name  TEXT PRIMARY KEY,
 	value INTEGER NOT NULL
@@ -91,4 +100,44 @@ func (t *tx) NextSequence(name string) (int64, error) {
 		return 0, fmt.Errorf("allocate sequence %s: %w", name, err)
 	}
 	return v, nil
+}
+
+func (t *tx) KeepRecords(requestID string, offset int, records []byte, receivedAt time.Time) error {
+	if _, err := t.tx.Exec(`INSERT OR REPLACE INTO intake_records (request_id, offset, received_at, records) VALUES (?, ?, ?, ?)`,
+		requestID, offset, receivedAt.UnixMilli(), records); err != nil {
+		return fmt.Errorf("keep records %d.. of request %s: %w", offset, requestID, err)
+	}
+	return nil
+}
+
+// Records reads kept records through the read pool.
+func (s *Store) Records(ctx context.Context, requestID string, offset int) ([]byte, bool, error) {
+	var records []byte
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT records FROM intake_records WHERE request_id = ? AND offset = ?`,
+		requestID, offset).Scan(&records)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("read records %d.. of request %s: %w", offset, requestID, err)
+	}
+	return records, true, nil
+}
+
+// RecordOffsets lists the kept fragments of a request through the read pool.
+func (s *Store) RecordOffsets(ctx context.Context, requestID string) ([]int, error) {
+	rows, err := s.db.Reader().QueryContext(ctx, `SELECT offset FROM intake_records WHERE request_id = ? ORDER BY offset`, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("list kept records of request %s: %w", requestID, err)
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var off int
+		if err := rows.Scan(&off); err != nil {
+			return nil, fmt.Errorf("list kept records of request %s: %w", requestID, err)
+		}
+		out = append(out, off)
+	}
+	return out, rows.Err()
 }

@@ -73,6 +73,11 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	trk.Now = cfg.Now
+	if _, err := db.Exec(context.Background(), retentionSchema); err != nil {
+		queue.Close()
+		db.Close()
+		return nil, fmt.Errorf("create retention index in %s: %w", cfg.Path, err)
+	}
 	if err := migrateIntake(db); err != nil {
 		queue.Close()
 		db.Close()
@@ -183,4 +188,10 @@ func (w trackerTx) Claim(requestID string, indexes []int) ([]int, error) {
 }
 func (w trackerTx) Finish(requestID string, results []tracker.Result) error {
 	return w.t.FinishTx(w.tx, requestID, results)
+}
+func (w trackerTx) Replay(requestID string, indexes []int) ([]int, error) {
+	return w.t.ReplayTx(w.tx, requestID, indexes)
+}
+func (w trackerTx) RecordParts(requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
+	return w.t.RecordPartsTx(w.tx, requestID, part, results)
 }

@@ -39,6 +39,17 @@ type Store interface {
 	Tracker() tracker.Store
 	// PurgeIdempotencyKeys forgets idempotency keys remembered before before.
 	PurgeIdempotencyKeys(ctx context.Context, before time.Time) error
+	// Records returns the raw records kept (Tx.KeepRecords) for the fragment of request
+	// requestID starting at record offset; found is false once purged or if never kept.
+	Records(ctx context.Context, requestID string, offset int) (records []byte, found bool, err error)
+	// RecordOffsets lists, ascending, the offsets of the fragments of request requestID whose
+	// records are kept.
+	RecordOffsets(ctx context.Context, requestID string) ([]int, error)
+	// Purge deletes at most limit rows of each kind: kept records of requests received before
+	// recordsBefore and tracked requests (with their messages) received before trackingBefore.
+	// A zero time skips that kind. It returns how many rows it deleted, so a caller purges in
+	// small batches until 0 without ever holding the writer long.
+	Purge(ctx context.Context, recordsBefore, trackingBefore time.Time, limit int) (int, error)
 	// Ping reports whether the database is reachable and writable (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the backend after the router has stopped. It is idempotent.
@@ -61,6 +72,11 @@ type Tx interface {
 	// Retry settles msg in this transaction and offers it again, not before notBefore, as
 	// delivery attempt AttemptOf(msg)+1. The handler then returns nil. It survives restarts.
 	Retry(msg *message.Message, notBefore time.Time) error
+
+	// KeepRecords stores the raw records (a JSON array) of the fragment of request requestID
+	// starting at record offset, for processing and for replay, until Purge removes them.
+	// Keeping the same fragment again replaces it.
+	KeepRecords(requestID string, offset int, records []byte, receivedAt time.Time) error
 
 	// Idempotency returns the receipt remembered for (client, endpoint, key) since since.
 	Idempotency(clientID, endpoint, key string, since time.Time) (Idempotent, bool, error)

@@ -5,8 +5,9 @@
 //		sinktest.Run(t, func(t *testing.T) sinktest.Harness { ... })
 //	}
 //
-// The suite writes flat records of the form {"id": "r-…", "seq": n, "name": "…"} and compares
-// what the destination holds, as JSON values, in any order.
+// The suite writes flat records of the form {"id": "r-…", "seq": n, "name": "…"}, mostly of
+// client Client, and compares what the destination holds, as (client id, JSON value) pairs, in
+// any order.
 package sinktest
 
 import (
@@ -23,17 +24,28 @@ import (
 	"github.com/opengw/gateway/sinks"
 )
 
+// Client is the client id of the suite's records, unless a test says otherwise.
+const Client = "client-a"
+
 // Harness is one sink under test and a view of its destination.
 type Harness struct {
 	// Sink is the sink under test, over an empty destination. The suite closes it (Close is
 	// idempotent); open releases the destination itself with t.Cleanup.
 	Sink sinks.Sink
-	// Stored returns every record the destination holds, as JSON objects with the fields the
-	// suite wrote, in any order. It must work before the first Write.
-	Stored func(t *testing.T) []json.RawMessage
-	// Upserts reports that the sink stores a redelivered record (same "id" field and Record.ID)
-	// once, and that a changed record with the same id replaces the stored one.
+	// Stored returns every record the destination holds: the client id stored with it and a
+	// JSON object of the fields the suite wrote (without the client id), in any order. It must
+	// work before the first Write.
+	Stored func(t *testing.T) []Row
+	// Upserts reports that the sink stores a redelivered record (same client, "id" field and
+	// Record.ID) once, and that a changed record with the same client and id replaces the
+	// stored one.
 	Upserts bool
+}
+
+// Row is one record as the destination holds it.
+type Row struct {
+	Client string
+	Data   json.RawMessage
 }
 
 // Run runs the suite. open is called once per subtest with that subtest's t.
@@ -49,6 +61,9 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"CancelledContext", testCancelledContext},
 		{"CloseIsIdempotent", testClose},
+		{"ClientsAreIsolated", testClientsAreIsolated},
+		{"RefusesRecordWithoutClient", testRefusesRecordWithoutClient},
+		{"ClientFieldIsReserved", testClientFieldIsReserved},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,13 +74,22 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 	}
 }
 
-// Records returns n suite records whose ids and Record.IDs start with prefix.
-func Records(prefix string, n int) []sinks.Record {
+// Records returns n suite records of client Client whose ids and Record.IDs start with prefix.
+func Records(prefix string, n int) []sinks.Record { return RecordsOf(Client, prefix, n) }
+
+// RecordsOf returns n suite records of client whose ids and Record.IDs start with prefix: two
+// clients' records of the same prefix have the same ids, and names that differ.
+func RecordsOf(client, prefix string, n int) []sinks.Record {
 	out := make([]sinks.Record, n)
 	for i := range out {
+		name := fmt.Sprintf("name %s %d", prefix, i)
+		if client != Client {
+			name += " of " + client
+		}
 		out[i] = sinks.Record{
-			ID:   fmt.Sprintf("msg-%s-%d", prefix, i),
-			Data: json.RawMessage(fmt.Sprintf(`{"id":"r-%s-%d","seq":%d,"name":"name %s %d"}`, prefix, i, i, prefix, i)),
+			ClientID: client,
+			ID:       fmt.Sprintf("msg-%s-%d", prefix, i),
+			Data:     json.RawMessage(fmt.Sprintf(`{"id":"r-%s-%d","seq":%d,"name":%q}`, prefix, i, i, name)),
 		}
 	}
 	return out
@@ -76,7 +100,7 @@ func testStoresBatch(t *testing.T, h Harness) {
 	if err := h.Sink.Write(context.Background(), recs); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	assertStored(t, h, datas(recs))
+	assertStored(t, h, rows(recs))
 }
 
 func testEmptyBatch(t *testing.T, h Harness) {
@@ -100,35 +124,29 @@ func testRedelivery(t *testing.T, h Harness) {
 		t.Fatalf("redelivery: %v", err)
 	}
 	if !h.Upserts {
-		// Repeats are allowed; losses are not.
-		got := canonical(t, h.Stored(t))
-		for _, want := range canonical(t, datas(recs)) {
-			if !slices.Contains(got, want) {
-				t.Fatalf("after redelivery, %s is missing from %v", want, got)
-			}
-		}
+		assertHolds(t, h, rows(recs)) // repeats are allowed; losses are not
 		return
 	}
-	assertStored(t, h, datas(recs))
+	assertStored(t, h, rows(recs))
 
 	changed := recs[1]
 	changed.Data = json.RawMessage(`{"id":"r-again-1","seq":1,"name":"changed"}`)
 	if err := h.Sink.Write(ctx, []sinks.Record{changed}); err != nil {
 		t.Fatalf("Write of a changed record: %v", err)
 	}
-	want := datas(recs)
-	want[1] = changed.Data
+	want := rows(recs)
+	want[1].Data = changed.Data
 	assertStored(t, h, want)
 }
 
 func testConcurrentWrites(t *testing.T, h Harness) {
 	const writers, per = 8, 10
-	var all []json.RawMessage
+	var all []Row
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
 	for w := range writers {
 		recs := Records(fmt.Sprintf("w%d", w), per)
-		all = append(all, datas(recs)...)
+		all = append(all, rows(recs)...)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -186,16 +204,67 @@ func testClose(t *testing.T, h Harness) {
 	}
 }
 
-func datas(recs []sinks.Record) []json.RawMessage {
-	out := make([]json.RawMessage, len(recs))
+// testClientsAreIsolated: two clients write records with the same ids (and Record.IDs), in one
+// Write and in separate ones; each keeps its own, and an update by one never touches the other's.
+func testClientsAreIsolated(t *testing.T, h Harness) {
+	ctx := context.Background()
+	a, b := RecordsOf("client-a", "same", 3), RecordsOf("client-b", "same", 3)
+	if err := h.Sink.Write(ctx, append(slices.Clone(a[:2]), b[:2]...)); err != nil {
+		t.Fatalf("Write of two clients' records: %v", err)
+	}
+	if err := h.Sink.Write(ctx, b[2:]); err != nil {
+		t.Fatalf("Write of client-b's record: %v", err)
+	}
+	if err := h.Sink.Write(ctx, a[2:]); err != nil {
+		t.Fatalf("Write of client-a's record: %v", err)
+	}
+	want := append(rows(a), rows(b)...)
+	if !h.Upserts {
+		assertHolds(t, h, want)
+		return
+	}
+	assertStored(t, h, want)
+
+	changed := a[0]
+	changed.Data = json.RawMessage(`{"id":"r-same-0","seq":0,"name":"changed by client-a"}`)
+	if err := h.Sink.Write(ctx, []sinks.Record{changed}); err != nil {
+		t.Fatalf("Write of a changed record: %v", err)
+	}
+	want[0].Data = changed.Data
+	assertStored(t, h, want)
+}
+
+func testRefusesRecordWithoutClient(t *testing.T, h Harness) {
+	recs := Records("anonymous", 2)
+	recs[1].ClientID = ""
+	err := h.Sink.Write(context.Background(), recs)
+	if !errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), "record msg-anonymous-1: no client id") {
+		t.Fatalf("Write of a record without client id: %v; want a permanent error naming record msg-anonymous-1", err)
+	}
+	assertStored(t, h, nil)
+}
+
+func testClientFieldIsReserved(t *testing.T, h Harness) {
+	recs := Records("spoof", 2)
+	recs[1].Data = json.RawMessage(`{"id":"r-spoof-1","` + sinks.ClientField + `":"client-b"}`)
+	err := h.Sink.Write(context.Background(), recs)
+	if !errors.Is(err, sinks.ErrPermanent) || !strings.Contains(err.Error(), `record msg-spoof-1: field "`+sinks.ClientField+`" is reserved`) {
+		t.Fatalf("Write of a record carrying %s: %v; want a permanent error naming record msg-spoof-1", sinks.ClientField, err)
+	}
+	assertStored(t, h, nil)
+}
+
+// rows is what the destination should hold for recs.
+func rows(recs []sinks.Record) []Row {
+	out := make([]Row, len(recs))
 	for i, r := range recs {
-		out[i] = r.Data
+		out[i] = Row{Client: r.ClientID, Data: r.Data}
 	}
 	return out
 }
 
 // assertStored checks that the destination holds exactly want, in any order.
-func assertStored(t *testing.T, h Harness, want []json.RawMessage) {
+func assertStored(t *testing.T, h Harness, want []Row) {
 	t.Helper()
 	got, exp := canonical(t, h.Stored(t)), canonical(t, want)
 	if !slices.Equal(got, exp) {
@@ -203,20 +272,33 @@ func assertStored(t *testing.T, h Harness, want []json.RawMessage) {
 	}
 }
 
-// canonical re-encodes JSON values (map keys sorted) and sorts them, so sets compare as slices.
-func canonical(t *testing.T, vals []json.RawMessage) []string {
+// assertHolds checks that the destination holds at least want (a sink that does not upsert may
+// hold repeats).
+func assertHolds(t *testing.T, h Harness, want []Row) {
 	t.Helper()
-	out := make([]string, 0, len(vals))
-	for _, v := range vals {
+	got := canonical(t, h.Stored(t))
+	for _, w := range canonical(t, want) {
+		if !slices.Contains(got, w) {
+			t.Fatalf("%s is missing from what the destination holds:\n%s", w, lines(got))
+		}
+	}
+}
+
+// canonical renders rows as "client <JSON, map keys sorted>" and sorts them, so sets compare
+// as slices.
+func canonical(t *testing.T, rows []Row) []string {
+	t.Helper()
+	out := make([]string, 0, len(rows))
+	for _, r := range rows {
 		var x any
-		if err := json.Unmarshal(v, &x); err != nil {
-			t.Fatalf("stored value %s: %v", v, err)
+		if err := json.Unmarshal(r.Data, &x); err != nil {
+			t.Fatalf("stored value %s: %v", r.Data, err)
 		}
 		b, err := json.Marshal(x)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, string(b))
+		out = append(out, fmt.Sprintf("%q %s", r.Client, b))
 	}
 	slices.Sort(out)
 	return out

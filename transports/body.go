@@ -1,0 +1,196 @@
+package transports
+
+import (
+	"compress/gzip"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/opengw/gateway/pipeline"
+)
+
+// DefaultMaxInflightBytes is how many request body bytes all requests together may hold
+// buffered unless limits.max_inflight_bytes says otherwise (256 MiB).
+const DefaultMaxInflightBytes = 256 << 20
+
+// retryAfterInflight is the Retry-After (seconds) sent while the body budget is spent.
+const retryAfterInflight = 2
+
+// firstBodyBuffer is the buffer a body starts in; it grows (doubling) as data arrives.
+const firstBodyBuffer = 4 << 10
+
+// Limits bound what requests may cost. Zero fields take the defaults.
+type Limits struct {
+	MaxDepth         int   // JSON nesting anywhere in a body; pipeline.DefaultMaxDepth
+	MaxInflightBytes int64 // body bytes buffered at once, all requests together; DefaultMaxInflightBytes
+}
+
+func (l Limits) maxDepth() int {
+	if l.MaxDepth > 0 {
+		return l.MaxDepth
+	}
+	return pipeline.DefaultMaxDepth
+}
+
+func (l Limits) maxInflight() int64 {
+	if l.MaxInflightBytes > 0 {
+		return l.MaxInflightBytes
+	}
+	return DefaultMaxInflightBytes
+}
+
+// BufferedBodyBytes reports the request body bytes held in buffers right now, across all
+// requests (what limits.max_inflight_bytes bounds).
+func (s *Server) BufferedBodyBytes() int64 { return s.inflight.Load() }
+
+// readBody reads the request body, decoding Content-Encoding gzip, up to MaxBodyBytes of
+// decoded data. The buffer grows with what arrives, never ahead of it (a declared
+// Content-Length only caps the growth), and every byte of it is reserved from the server-wide
+// body budget first. The caller must call release once it no longer uses body, also after an
+// error. Errors are *requestError: 413 over the limit (without reading further), 415 for another
+// encoding, 400 for a body that cannot be read or decoded, 408 when it does not arrive in
+// time, 503 (with Retry-After) when the budget is spent.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	b := &bodyBuffer{s: s}
+	if r.ContentLength > MaxBodyBytes {
+		return nil, b.release, refuse(http.StatusRequestEntityTooLarge, "the body is %d bytes; the limit is %d bytes (10 MiB)", r.ContentLength, MaxBodyBytes)
+	}
+	gzipped, err := contentEncoding(r.Header)
+	if err != nil {
+		return nil, b.release, err
+	}
+	// The raw body is limited too: gzip never makes data much larger, so a raw body over the
+	// limit cannot decode to one under it.
+	var src io.Reader = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	hint := r.ContentLength
+	if gzipped {
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			return nil, b.release, bodyReadError(err, true)
+		}
+		defer zr.Close()
+		src, hint = zr, -1
+	}
+	if err := b.readFrom(src, hint); err != nil {
+		return nil, b.release, bodyReadError(err, gzipped)
+	}
+	return b.buf, b.release, nil
+}
+
+// contentEncoding reports whether the body is gzip-encoded; identity (or none) is plain, any
+// other coding a 415.
+func contentEncoding(h http.Header) (gzipped bool, err error) {
+	var codings []string
+	for _, v := range h.Values("Content-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	switch {
+	case len(codings) == 0:
+		return false, nil
+	case len(codings) == 1 && (codings[0] == "gzip" || codings[0] == "x-gzip"):
+		return true, nil
+	}
+	return false, refuse(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported; send gzip or no Content-Encoding",
+		strings.Join(h.Values("Content-Encoding"), ", "))
+}
+
+// errTooLarge is the decoded body passing MaxBodyBytes.
+var errTooLarge = errors.New("body over the limit")
+
+// bodyReadError classifies an error of reading (and decoding) a body.
+func bodyReadError(err error, gzipped bool) error {
+	var re *requestError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &re):
+		return re
+	case errors.Is(err, errTooLarge) && gzipped:
+		return refuse(http.StatusRequestEntityTooLarge, "the body decodes to more than the limit of %d bytes (10 MiB)", MaxBodyBytes)
+	case errors.Is(err, errTooLarge) || errors.As(err, &tooBig):
+		return refuse(http.StatusRequestEntityTooLarge, "the body is over the limit of %d bytes (10 MiB)", MaxBodyBytes)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return refuse(http.StatusRequestTimeout, "the body did not arrive in time (server.read_timeout)")
+	case gzipped && errors.Is(err, io.EOF):
+		return refuse(http.StatusBadRequest, "Content-Encoding is gzip but the body is empty")
+	case gzipped && errors.Is(err, gzip.ErrHeader):
+		return refuse(http.StatusBadRequest, "Content-Encoding is gzip but the body is not gzip data")
+	case gzipped:
+		return refuse(http.StatusBadRequest, "the gzip body cannot be decoded: %v", err)
+	}
+	return refuse(http.StatusBadRequest, "could not read the body: %v", err)
+}
+
+// bodyBuffer is a body being read, its capacity reserved from its server's budget.
+type bodyBuffer struct {
+	s        *Server
+	buf      []byte
+	reserved int64
+}
+
+// readFrom reads src to its end. hint, when positive, is the declared length: the buffer never
+// grows past it (plus the byte that proves the end), nor past MaxBodyBytes+1.
+func (b *bodyBuffer) readFrom(src io.Reader, hint int64) error {
+	for {
+		if len(b.buf) == cap(b.buf) {
+			if len(b.buf) > MaxBodyBytes {
+				return errTooLarge
+			}
+			if err := b.grow(hint); err != nil {
+				return err
+			}
+		}
+		n, err := src.Read(b.buf[len(b.buf):cap(b.buf)])
+		b.buf = b.buf[:len(b.buf)+n]
+		switch {
+		case len(b.buf) > MaxBodyBytes:
+			return errTooLarge
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
+}
+
+// grow doubles the buffer within the limits, reserving the new capacity first.
+func (b *bodyBuffer) grow(hint int64) error {
+	old := int64(cap(b.buf))
+	next := min(max(2*old, firstBodyBuffer), MaxBodyBytes+1)
+	if hint >= 0 && hint+1 > old {
+		next = min(next, hint+1)
+	}
+	limit := b.s.Limits.maxInflight()
+	if b.s.inflight.Add(next-old) > limit {
+		b.s.inflight.Add(old - next)
+		return &requestError{status: http.StatusServiceUnavailable, retryAfter: retryAfterInflight,
+			msg: "the gateway is holding as many request bodies as it may (limits.max_inflight_bytes, " +
+				formatBytes(limit) + "); retry later"}
+	}
+	b.reserved += next - old
+	grown := make([]byte, len(b.buf), next)
+	copy(grown, b.buf)
+	b.buf = grown
+	return nil
+}
+
+// release returns the buffer's reservation to the budget; the buffer must not be used after.
+func (b *bodyBuffer) release() {
+	b.s.inflight.Add(-b.reserved)
+	b.reserved = 0
+	b.buf = nil
+}
+
+// formatBytes writes n in MiB when it is a whole number of them, else in bytes.
+func formatBytes(n int64) string {
+	if n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
