@@ -1,9 +1,16 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,15 +19,13 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// demoHub is the hub client demo owns in examples/gateway.yaml.
-const demoHub = "5f3c1a2e-0d4b-4e8a-9c1f-2a6b7d8e9f01"
-
 // TestConsole drives the web console in headless Chromium against the real gateway: client
 // demo signs in, data is pushed through the API as a partner's program would, and the console
 // shows it turn Complete, opens a message's errors, replays, dry-runs records in the
 // playground, draws the overview and manages integrations. Then client other signs in, in a
 // tab of its own, and sees none of demo's data on any page. Every page is screenshotted.
 func TestConsole(t *testing.T) {
+	const demoHub = "5f3c1a2e-0d4b-4e8a-9c1f-2a6b7d8e9f01" // client demo's hub in examples/gateway.yaml
 	chromium := chromiumPath(t)
 	g := startGateway(t, exampleConfig, t.TempDir())
 	shots := artifactDir(t)
@@ -259,20 +264,34 @@ func TestConsole(t *testing.T) {
 			t.Skipf("the Integrations API is not served by this build (GET /api/v1/integrations/hubs/{hub} answered 404: %s); the console says so", body)
 		}
 		demo.waitFor("the hub's list", `!document.querySelector("#int-body").hidden`)
+		hooks := newHookReceiver(t)
 		demo.do("fill the create form", chromedp.Click(chromedp.CSS(`#int-create-box summary`)),
 			chromedp.SendKeys(chromedp.ID("ic-name"), "Console hook"),
-			chromedp.SendKeys(chromedp.ID("ic-url"), "http://127.0.0.1:9/console-hook"),
+			chromedp.SendKeys(chromedp.ID("ic-url"), hooks.URL+"/hook"),
 			chromedp.Click(chromedp.CSS(`#int-create button[type=submit]`)))
 		demo.waitFor("the new integration", `[...document.querySelectorAll("#int-list tr[data-integration] td")].some((td) => td.textContent === "Console hook")`)
 		demo.waitFor("its signing secret", `document.querySelector("#int-secret")?.value.startsWith("whsec_")`)
 		secret := demo.str(`document.querySelector("#int-secret").value`)
+
+		// A request completes: its webhook fails once (HTTP 500), shows in the log, and is retried.
+		g.waitComplete(t, g.push(t, []byte(`{"format":"activity","payload":[{"id":"hooked-1","type":"call","timestamp":"2020-05-18T21:15:00Z","duration":"PT1M","user_email":"a@b.c"}]}`)), 30*time.Second)
+		row := `document.querySelector("#dl-list tr[data-delivery]")`
+		demo.waitFor("the failed attempt in the deliveries log", row+`?.textContent.includes("request:completed") && `+row+`.querySelector("details")`)
+		demo.do("open its attempts", chromedp.Click(chromedp.CSS(`#dl-list tr[data-delivery] details summary`)))
+		demo.waitText("#dl-list tr[data-delivery] details ol", "HTTP 500")
+		hooks.succeed()
+		demo.do("retry it", chromedp.Click(chromedp.CSS(`#dl-list tr[data-delivery] button.retry`)))
+		demo.waitText("#dl-message", "is being resent")
+		demo.waitFor("the delivery to succeed", row+`?.querySelector(".badge")?.textContent === "succeeded"`)
+		hooks.checkSigned(t, secret)
+		demo.shot("08-integrations-deliveries")
+
 		demo.do("pause it", chromedp.Click(chromedp.ID("int-toggle")))
 		demo.waitText("#int-list", "Paused")
 		demo.do("regenerate keys (press twice)", chromedp.Click(chromedp.CSS(`#int-detail .actions button:nth-child(2)`)),
 			chromedp.Click(chromedp.CSS(`#int-detail .actions button:nth-child(2)`)))
 		demo.waitFor("a new secret", fmt.Sprintf(`document.querySelector("#int-secret")?.value.startsWith("whsec_") && document.querySelector("#int-secret").value !== %s`, js(secret)))
-		demo.waitFor("the deliveries log", `document.querySelector("#dl-list").textContent.trim() !== ""`)
-		demo.shot("08-integrations")
+		demo.shot("09-integrations-paused")
 	})
 
 	step("Phone", func(t *testing.T) {
@@ -290,9 +309,9 @@ func TestConsole(t *testing.T) {
 			t.Errorf("the page scrolls sideways on a phone: scrollWidth %s, innerWidth %s",
 				demo.str(`document.documentElement.scrollWidth`), demo.str(`window.innerWidth`))
 		}
-		demo.shot("09-phone-tracking")
+		demo.shot("10-phone-tracking")
 		demo.do("phone playground", chromedp.Click(chromedp.CSS(`#nav a[data-view="playground"]`)))
-		demo.shot("09-phone-playground")
+		demo.shot("10-phone-playground")
 		demo.do("laptop viewport", chromedp.ResetViewport())
 	})
 
@@ -415,5 +434,61 @@ func pushAs(t *testing.T, g *gateway, client, secret, body string) string {
 			t.Fatalf("request %s of %s not complete: %s", id, client, out)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hookReceiver is a partner's webhook endpoint: it answers 500 until succeed is called, then 204,
+// and keeps the requests it accepted.
+type hookReceiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	ok       bool
+	accepted []*http.Request
+	bodies   [][]byte
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	h := &hookReceiver{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if !h.ok {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		h.accepted = append(h.accepted, r)
+		h.bodies = append(h.bodies, body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func (h *hookReceiver) succeed() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ok = true
+}
+
+// checkSigned verifies the accepted webhook's Standard Webhooks v1 signature with the secret
+// the console showed: proof that the console shows the real key.
+func (h *hookReceiver) checkSigned(t *testing.T, secret string) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.accepted) == 0 {
+		t.Fatal("the receiver accepted no webhook")
+	}
+	r, body := h.accepted[0], h.bodies[0]
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		t.Fatalf("secret %q shown by the console is not whsec_<base64>: %v", secret, err)
+	}
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%s.%s", r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), body)
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	if !slices.Contains(strings.Fields(r.Header.Get("webhook-signature")), want) {
+		t.Errorf("webhook-signature %q lacks %s (signed with the secret the console showed)", r.Header.Get("webhook-signature"), want)
 	}
 }

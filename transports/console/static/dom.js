@@ -42,6 +42,20 @@ export function replace(el, ...children) {
   return el;
 }
 
+// rerender replaces el's children like replace, but keeps what the user had there: the
+// focused element and the open <details>, matched by their data-key attributes.
+export function rerender(el, ...children) {
+  const active = el.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+  const open = new Set([...el.querySelectorAll('details[open][data-key]')].map((d) => d.dataset.key));
+  replace(el, ...children);
+  for (const d of el.querySelectorAll('details[data-key]')) d.open = open.has(d.dataset.key);
+  if (active) {
+    const again = el.querySelector(`[data-key="${CSS.escape(active)}"]`);
+    if (again) again.focus();
+  }
+  return el;
+}
+
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 

@@ -3,7 +3,7 @@
 // deliveries with retry and recovery. Every call is the public Integrations API.
 
 import {api} from './api.js';
-import {$, $$, h, replace, notice, announce, when, list} from './dom.js';
+import {$, $$, h, replace, rerender, notice, announce, when, list} from './dom.js';
 
 const HUB_KEY = 'gateway-console.hub';
 const ACTIVE = 3000;
@@ -14,6 +14,9 @@ let hubForm, hubInput, message, body, listBox, detail, createForm, createError;
 let hub = '';
 let current = null; // the integration shown in detail
 let deliveryPage = 1;
+let active = false;
+let deliveryPoll = 0;
+const POLL_MS = 2000;
 
 export function init() {
   hubForm = $('#int-hub-form');
@@ -40,13 +43,19 @@ export function init() {
 }
 
 export function show() {
+  active = true;
   if (hubInput.value.trim() && !hub) {
     hub = hubInput.value.trim();
     loadList();
+  } else if (current) {
+    loadDeliveries();
   }
 }
 
-export function hide() {}
+export function hide() {
+  active = false;
+  clearTimeout(deliveryPoll);
+}
 
 function showChannelFields() {
   const channel = $('#ic-channel').value;
@@ -93,7 +102,7 @@ async function loadList({focus} = {}) {
       h('tbody', {}, all.map(row)))
     : h('p', {class: 'empty'}, 'This hub has no integrations yet.'));
   if (focus) {
-    const el = listBox.querySelector(`[data-focus-key="${CSS.escape(focus)}"]`);
+    const el = listBox.querySelector(`[data-key="${CSS.escape(focus)}"]`);
     if (el) el.focus();
   }
 }
@@ -109,8 +118,8 @@ function row(it) {
     h('td', {dataset: {label: 'Webhook'}}, cfg.webhookUrl ? h('code', {}, cfg.webhookUrl) : h('span', {class: 'muted'}, 'WebSocket stream')),
     h('td', {dataset: {label: 'Events'}}, Array.isArray(cfg.events) ? cfg.events.join(', ') : '—'),
     h('td', {dataset: {label: 'Actions'}},
-      h('button', {type: 'button', dataset: {focusKey: 'open:' + id}, onclick: () => openDetail(id)}, 'Details'),
-      h('button', {type: 'button', class: 'pause', dataset: {focusKey: 'pause:' + id}, onclick: () => setStatus(it, paused ? ACTIVE : PAUSED)}, paused ? 'Resume' : 'Pause')));
+      h('button', {type: 'button', dataset: {key: 'open:' + id}, onclick: () => openDetail(id)}, 'Details'),
+      h('button', {type: 'button', class: 'pause', dataset: {key: 'pause:' + id}, onclick: () => setStatus(it, paused ? ACTIVE : PAUSED)}, paused ? 'Resume' : 'Pause')));
 }
 
 function statusName(id) {
@@ -177,6 +186,7 @@ async function openDetail(id, {keepFocus = false, note = ''} = {}) {
 }
 
 function closeDetail() {
+  clearTimeout(deliveryPoll);
   current = null;
   detail.hidden = true;
   replace(detail);
@@ -296,8 +306,12 @@ function deliveriesSection(it) {
       h('button', {type: 'submit'}, 'Resend failed')));
 }
 
+// loadDeliveries shows a page of the current integration's deliveries and refreshes it while
+// the integration is open (more often while one is pending).
 async function loadDeliveries() {
+  clearTimeout(deliveryPoll);
   if (!current) return;
+  const shown = current;
   const status = $('#dl-status') ? $('#dl-status').value : '';
   const q = new URLSearchParams({page: String(deliveryPage), size: String(DELIVERIES_PER_PAGE)});
   if (status) q.set('status', status);
@@ -309,10 +323,11 @@ async function loadDeliveries() {
     replace(box, h('p', {class: 'error'}, unavailable(e)));
     return;
   }
+  if (shown !== current || !box.isConnected) return; // another integration opened meanwhile
   const all = items(data, 'deliveries');
   const paging = (data && data.paging) || {};
   const pages = paging.totalPages || (all.length >= DELIVERIES_PER_PAGE ? deliveryPage + 1 : deliveryPage);
-  replace(box, all.length
+  rerender(box, all.length
     ? h('table', {class: 'deliveries responsive'},
       h('caption', {class: 'visually-hidden'}, 'Deliveries of this integration'),
       h('thead', {}, h('tr', {}, ['Created', 'Event', 'Status', 'Attempts', 'Actions'].map((c) => h('th', {scope: 'col'}, c)))),
@@ -322,6 +337,8 @@ async function loadDeliveries() {
     h('button', {type: 'button', disabled: deliveryPage <= 1, onclick: () => { deliveryPage--; loadDeliveries(); }}, 'Newer deliveries'),
     h('span', {}, `Page ${deliveryPage} of ${pages}`),
     h('button', {type: 'button', disabled: deliveryPage >= pages, onclick: () => { deliveryPage++; loadDeliveries(); }}, 'Older deliveries')));
+  // A live log: new deliveries and attempts show up while the integration is open.
+  if (active) deliveryPoll = setTimeout(loadDeliveries, all.some((d) => pick(d, 'status') === 'pending') ? POLL_MS : 2 * POLL_MS);
 }
 
 function deliveryRow(d) {
@@ -333,13 +350,13 @@ function deliveryRow(d) {
     h('td', {dataset: {label: 'Status'}}, h('span', {class: 'badge st-text-' + String(pick(d, 'status') || '').toLowerCase()}, pick(d, 'status') ?? '—'),
       pick(d, 'nextAttemptAt') && h('span', {class: 'summary-text'}, 'next attempt ', when(pick(d, 'nextAttemptAt')))),
     h('td', {dataset: {label: 'Attempts'}}, attempts.length
-      ? h('details', {}, h('summary', {}, `${attempts.length} attempt${attempts.length === 1 ? '' : 's'}`),
+      ? h('details', {dataset: {key: 'attempts:' + id}}, h('summary', {dataset: {key: 'summary:' + id}}, `${attempts.length} attempt${attempts.length === 1 ? '' : 's'}`),
         h('ol', {}, attempts.map((a) => h('li', {},
           when(pick(a, 'time', 'at', 'attemptedAt', 'timestamp')), ' — ',
           pick(a, 'responseStatus', 'status', 'statusCode') != null ? `HTTP ${pick(a, 'responseStatus', 'status', 'statusCode')}` : 'no response',
           pick(a, 'error') ? ` — ${pick(a, 'error')}` : ''))))
       : h('span', {class: 'muted'}, 'none yet')),
-    h('td', {dataset: {label: 'Actions'}}, h('button', {type: 'button', onclick: () => retry(id)}, 'Retry')));
+    h('td', {dataset: {label: 'Actions'}}, h('button', {type: 'button', class: 'retry', dataset: {key: 'retry:' + id}, onclick: () => retry(id)}, 'Retry')));
 }
 
 async function retry(deliveryId) {

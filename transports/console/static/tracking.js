@@ -4,7 +4,7 @@
 // (POST /tracking/replay) of one request or of a whole search.
 
 import {api} from './api.js';
-import {$, $$, h, replace, notice, announce, when, list} from './dom.js';
+import {$, $$, h, replace, rerender, notice, announce, when, list} from './dom.js';
 import {statusBar, describe} from './charts.js';
 
 const MESSAGES_PER_PAGE = 100;
@@ -170,15 +170,10 @@ function render(requests, paging) {
   if (same && ids.length) {
     for (const r of requests) update(r);
   } else {
-    const focusKey = document.activeElement && results.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
     state.order = ids;
     state.summaries.clear();
-    replace(results, requests.length ? table(requests) : h('p', {class: 'empty'}, 'No requests match this search.'));
+    rerender(results, requests.length ? table(requests) : h('p', {class: 'empty'}, 'No requests match this search.'));
     for (const r of requests) if (state.open.has(r.id)) loadMessages(r.id);
-    if (focusKey) {
-      const el = results.querySelector(`[data-focus-key="${CSS.escape(focusKey)}"]`);
-      if (el) el.focus();
-    }
   }
   const pager = $('#t-pager');
   pager.hidden = !(paging.totalPages > 1);
@@ -208,9 +203,9 @@ function requestBody(r) {
       h('td', {dataset: {label: 'Records'}, class: 'summary-cell'}),
       h('td', {dataset: {label: 'Actions'}, class: 'actions-cell'},
         h('button', {type: 'button', class: 'toggle', 'aria-expanded': String(state.open.has(r.id)), 'aria-controls': detailID,
-          dataset: {focusKey: 'msgs:' + r.id}, onclick: () => toggleMessages(r.id)}, 'Messages'),
-        h('button', {type: 'button', class: 'cancel', dataset: {focusKey: 'cancel:' + r.id}, onclick: () => cancel(r.id)}, 'Cancel'),
-        h('button', {type: 'button', class: 'replay', dataset: {focusKey: 'replay:' + r.id}, onclick: () => replayRequest(r.id)}, 'Replay'))),
+          dataset: {key: 'msgs:' + r.id}, onclick: () => toggleMessages(r.id)}, 'Messages'),
+        h('button', {type: 'button', class: 'cancel', dataset: {key: 'cancel:' + r.id}, onclick: () => cancel(r.id)}, 'Cancel'),
+        h('button', {type: 'button', class: 'replay', dataset: {key: 'replay:' + r.id}, onclick: () => replayRequest(r.id)}, 'Replay'))),
     h('tr', {class: 'messages-row', id: detailID, hidden: !state.open.has(r.id)},
       h('td', {colspan: 6}, h('div', {class: 'messages'}))));
   update(r, tb);
@@ -271,23 +266,22 @@ async function loadMessages(id) {
     replace(box, h('p', {class: 'muted'}, 'This request is no longer found.'));
     return;
   }
-  const openErrors = new Set($$('details.errors[open]', box).map((d) => d.dataset.message));
   const msgs = r.payload || [];
   const total = (r.messageStatusSummary || {}).total || msgs.length;
   // A gateway that does not page messages returns them all at once.
   const paged = msgs.length <= MESSAGES_PER_PAGE && total > MESSAGES_PER_PAGE;
   const first = paged ? (page - 1) * MESSAGES_PER_PAGE : 0;
-  replace(box,
+  rerender(box,
     h('table', {class: 'msgs responsive'},
       h('caption', {}, `Messages of request ${id}`, paged ? ` (${first + 1}–${first + msgs.length} of ${total})` : ''),
       h('thead', {}, h('tr', {}, ['#', 'External reference', 'Type', 'Status', 'Processed', 'Mapping', 'Errors'].map((c) => h('th', {scope: 'col'}, c)))),
-      h('tbody', {}, msgs.map((m, i) => messageRow(m, first + i + 1, openErrors)))),
+      h('tbody', {}, msgs.map((m, i) => messageRow(m, first + i + 1)))),
     paged && h('div', {class: 'pager'},
-      h('button', {type: 'button', disabled: page <= 1, onclick: () => { state.msgPage.set(id, page - 1); loadMessages(id); }}, 'Previous messages'),
-      h('button', {type: 'button', disabled: first + msgs.length >= total, onclick: () => { state.msgPage.set(id, page + 1); loadMessages(id); }}, 'Next messages')));
+      h('button', {type: 'button', dataset: {key: 'prev'}, disabled: page <= 1, onclick: () => { state.msgPage.set(id, page - 1); loadMessages(id); }}, 'Previous messages'),
+      h('button', {type: 'button', dataset: {key: 'next'}, disabled: first + msgs.length >= total, onclick: () => { state.msgPage.set(id, page + 1); loadMessages(id); }}, 'Next messages')));
 }
 
-function messageRow(m, n, openErrors) {
+function messageRow(m, n) {
   const errors = m.errors || [];
   const version = mappingVersion(errors);
   return h('tr', {dataset: {message: m.id, status: m.messageStatus}},
@@ -298,8 +292,8 @@ function messageRow(m, n, openErrors) {
     h('td', {dataset: {label: 'Processed'}}, when(m.processedTime)),
     h('td', {dataset: {label: 'Mapping'}, class: 'mapping'}, version ? h('code', {}, version) : h('span', {class: 'muted'}, '—')),
     h('td', {dataset: {label: 'Errors'}}, errors.length
-      ? h('details', {class: 'errors', dataset: {message: m.id}, open: openErrors.has(m.id)},
-        h('summary', {}, `${errors.length} error${errors.length === 1 ? '' : 's'}`),
+      ? h('details', {class: 'errors', dataset: {key: 'errors:' + m.id}},
+        h('summary', {dataset: {key: 'summary:' + m.id}}, `${errors.length} error${errors.length === 1 ? '' : 's'}`),
         h('ol', {}, errors.map((e) => h('li', {}, e.errorMessage))))
       : h('span', {class: 'muted'}, 'none')));
 }
