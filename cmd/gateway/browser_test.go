@@ -197,6 +197,19 @@ func (b *tab) pageText() string {
 	return s
 }
 
+// openMessages opens the messages of a request shown in the tracking view (unless they are
+// open already) and waits for them.
+func (b *tab) openMessages(requestID string) {
+	b.t.Helper()
+	body := fmt.Sprintf(`document.querySelector('tbody[data-id=%s]')`, js(requestID))
+	b.waitFor("request "+requestID+" in the list", body)
+	if b.str(body+`.querySelector("button.toggle").getAttribute("aria-expanded")`) != "true" {
+		b.do("open the messages", chromedp.Click(chromedp.CSS(`tbody[data-id="`+requestID+`"] button.toggle`)))
+	}
+	b.waitFor("the messages of request "+requestID, `!`+body+`.querySelector(".messages-row").hidden && `+
+		body+`.querySelectorAll(".msgs tr[data-message]").length > 0`)
+}
+
 // shot saves a full-page screenshot as <shots>/<tab>-<name>.png.
 func (b *tab) shot(name string) {
 	b.t.Helper()

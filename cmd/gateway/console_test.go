@@ -55,6 +55,15 @@ func TestConsole(t *testing.T) {
 		demo.waitFor("the sign-in page", `location.pathname === "/console/" && !document.querySelector("#view-signin").hidden`)
 		demo.checkLabels("sign-in")
 		demo.shot("01-sign-in")
+		// The client id has focus; Tab goes to the secret, then to the button.
+		var order []string
+		for range 3 {
+			order = append(order, demo.str(`document.activeElement.id || document.activeElement.textContent`))
+			demo.do("press Tab", chromedp.KeyEvent(kb.Tab))
+		}
+		if want := []string{"signin-id", "signin-secret", "Sign in"}; !slices.Equal(order, want) {
+			t.Errorf("tab order %q, want %q", order, want)
+		}
 		// Enter submits; a wrong secret is refused with a message.
 		demo.do("type wrong credentials", chromedp.SendKeys(chromedp.ID("signin-id"), "demo"),
 			chromedp.SendKeys(chromedp.ID("signin-secret"), "wrong-secret\r"))
@@ -165,10 +174,31 @@ func TestConsole(t *testing.T) {
 			demo.shot("03-replay-unavailable")
 			t.Skip("POST /tracking/replay is not served by this build: the console says so; replaying is checked once it is")
 		}
-		demo.waitText("#t-message", "Replayed 1 message")
+		demo.waitText("#t-message", "Replayed 1 message of request "+reqID)
 		demo.waitFor("the replayed request to complete again", row+`.dataset.requestStatus === "Complete" && `+
 			row+`.querySelector(".summary-text").textContent === "2 complete, 1 invalid (3 records)"`)
+		demo.openMessages(reqID)
+		// It ran again: its earlier error stays, and the new run's follows.
+		demo.waitText(`tbody[data-id="`+reqID+`"] tr[data-status="Invalid"] details.errors summary`, "2 errors")
+		if got := demo.str(row + `.querySelector('.msgs tr[data-status="Invalid"] details.errors ol').textContent`); strings.Count(got, "type must be call or quote") != 2 {
+			t.Errorf("errors after replay read %q", got)
+		}
 		demo.shot("03-replayed")
+
+		// Replay by search: every Invalid message the search finds (press twice to confirm).
+		demo.do("search the invalid messages", chromedp.Click(chromedp.CSS(`#tracking-form button[type=reset]`)),
+			chromedp.Click(chromedp.CSS(`input[name=status][value=Invalid]`)),
+			chromedp.Click(chromedp.ID("t-replay-search")))
+		demo.waitText("#t-replay-search", "Press again")
+		demo.do("confirm", chromedp.Click(chromedp.ID("t-replay-search")))
+		demo.waitText("#t-message", "Replayed 1 message of this search")
+		demo.do("show the request", chromedp.Click(chromedp.CSS(`#tracking-form button[type=reset]`)),
+			chromedp.SendKeys(chromedp.ID("t-id"), reqID+"\r"))
+		demo.openMessages(reqID)
+		demo.waitText(`tbody[data-id="`+reqID+`"] tr[data-status="Invalid"] details.errors summary`, "3 errors")
+		if got := demo.str(row + `.querySelector(".summary-text").textContent`); got != "2 complete, 1 invalid (3 records)" {
+			t.Errorf("after replaying the search the summary reads %q", got)
+		}
 	})
 
 	step("Paging", func(t *testing.T) {
@@ -181,13 +211,18 @@ func TestConsole(t *testing.T) {
 		demo.set("#t-order", "asc")
 		demo.do("search oldest first, 10 a page", chromedp.Click(chromedp.CSS(`#tracking-form button[type=submit]`)))
 		demo.waitText("#t-page", "Page 1 of 2 · 12 requests")
-		if first := demo.str(`document.querySelector("tbody.request").dataset.id`); first != reqID {
-			t.Errorf("oldest first starts with %s, want %s", first, reqID)
+		received := `[...document.querySelectorAll("tbody.request > tr:first-child > td:first-child time")].map((t) => t.getAttribute("datetime"))`
+		var page1, page2 []string
+		if err := demo.eval(received, &page1); err != nil || len(page1) != 10 {
+			t.Fatalf("page 1 shows %v (%v), want 10 requests", page1, err)
 		}
 		demo.do("next page", chromedp.Click(chromedp.ID("t-next")))
 		demo.waitText("#t-page", "Page 2 of 2")
-		if n := demo.str(`document.querySelectorAll("tbody.request").length`); n != "2" {
-			t.Errorf("page 2 shows %s requests, want 2", n)
+		if err := demo.eval(received, &page2); err != nil || len(page2) != 2 {
+			t.Fatalf("page 2 shows %v (%v), want 2 requests", page2, err)
+		}
+		if all := append(page1, page2...); !slices.IsSorted(all) {
+			t.Errorf("oldest first, the requests were received at %v", all)
 		}
 		demo.waitFor("every request to complete", `[...document.querySelectorAll("tbody.request")].every((b) => b.dataset.requestStatus === "Complete")`)
 		demo.shot("04-tracking-page-2")
@@ -296,15 +331,14 @@ func TestConsole(t *testing.T) {
 
 	step("Phone", func(t *testing.T) {
 		demo.t = t
-		// A reload keeps the tab's session (and forgets which panels were open).
+		// A reload keeps the tab's session.
 		demo.do("phone viewport", chromedp.EmulateViewport(390, 844),
 			chromedp.Evaluate[chromedp.Void](`location.hash = "#/tracking"`), chromedp.Reload())
 		demo.waitFor("the tracking view after reload", `!document.querySelector("#view-tracking").hidden`)
 		demo.do("show one request", chromedp.Click(chromedp.CSS(`#tracking-form button[type=reset]`)),
 			chromedp.SendKeys(chromedp.ID("t-id"), reqID+"\r"))
 		demo.waitFor("the request", `document.querySelector('tbody[data-id="`+reqID+`"]')`)
-		demo.do("open its messages", chromedp.Click(chromedp.CSS(`tbody[data-id="`+reqID+`"] button.toggle`)))
-		demo.waitFor("its messages", `document.querySelectorAll(".msgs tr[data-message]").length === 3 && !document.querySelector(".messages-row").hidden`)
+		demo.openMessages(reqID)
 		if demo.str(`document.documentElement.scrollWidth <= window.innerWidth`) != "true" {
 			t.Errorf("the page scrolls sideways on a phone: scrollWidth %s, innerWidth %s",
 				demo.str(`document.documentElement.scrollWidth`), demo.str(`window.innerWidth`))
@@ -376,6 +410,24 @@ func TestConsole(t *testing.T) {
 		other.do("sign out", chromedp.Click(chromedp.ID("signout")))
 		other.waitFor("the sign-in page", `!document.querySelector("#view-signin").hidden && sessionStorage.length === 0`)
 		seesNothingOfDemo("sign-in")
+	})
+
+	step("SessionRejected", func(t *testing.T) {
+		demo.t = t
+		// A token the gateway refuses (revoked key, expired) ends the session on the next call.
+		demo.do("spoil the token", chromedp.Evaluate[chromedp.Void](`(() => {
+			const s = JSON.parse(sessionStorage.getItem("gateway-console.session"));
+			s.token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZW1vIn0.c3BvaWx0";
+			sessionStorage.setItem("gateway-console.session", JSON.stringify(s));
+		})()`), chromedp.Click(chromedp.CSS(`#nav a[data-view="overview"]`)))
+		// The click reloads the page mid-action: press the button from the page itself.
+		demo.do("refresh the overview", chromedp.Evaluate[chromedp.Void](`document.querySelector("#overview-refresh").click()`))
+		demo.waitText("#signin-error", "no longer accepts your session")
+		if demo.str(`document.querySelector("#overview-hour").textContent`) != "" {
+			t.Error("the overview is still in the page after the session ended")
+		}
+		demo.do("sign in again", chromedp.SendKeys(chromedp.ID("signin-id"), "demo"), chromedp.SendKeys(chromedp.ID("signin-secret"), "demo-secret\r"))
+		demo.waitFor("the overview", `!document.querySelector("#view-overview").hidden`)
 	})
 
 	step("SignOut", func(t *testing.T) {

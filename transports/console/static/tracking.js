@@ -133,6 +133,9 @@ function query(spec) {
 async function search({poll = false, keepFocus = null} = {}) {
   clearTimeout(state.poll);
   const spec = state.spec;
+  // A new search clears the last outcome now, not when it answers: a cancel or replay reported
+  // meanwhile must stay on screen.
+  if (!poll) notice(message, '');
   let data;
   try {
     data = (await api('POST', '/tracking', query(spec))).data;
@@ -141,7 +144,6 @@ async function search({poll = false, keepFocus = null} = {}) {
     return;
   }
   if (spec !== state.spec) return; // a newer search started meanwhile
-  if (!poll) notice(message, '');
   const paging = data.paging || {};
   state.totalPages = paging.totalPages || 0;
   if (state.page > 1 && state.page > state.totalPages) { // the last page emptied
@@ -316,7 +318,14 @@ async function cancel(id) {
   } catch (e) {
     notice(message, `Cancel failed: ${e.message}`, 'error');
   }
-  search({poll: true});
+  await refreshAll();
+}
+
+// refreshAll reloads the list and every open message panel (after a cancel or a replay the
+// messages may have changed while the summary looks the same).
+async function refreshAll() {
+  await search({poll: true});
+  for (const id of state.order) if (state.open.has(id)) loadMessages(id);
 }
 
 async function replayRequest(id) {
@@ -360,7 +369,7 @@ async function replay(body, what) {
   try {
     const res = await api('POST', '/tracking/replay', body);
     const n = res && typeof res.replayed === 'number' ? res.replayed : 0;
-    notice(message, `Replayed ${n} message${n === 1 ? '' : 's'} of ${what}: they run through the current mapping again.`, 'ok');
+    notice(message, `Replayed ${n} message${n === 1 ? '' : 's'} of ${what}: ${n === 1 ? 'it runs' : 'they run'} through the current mapping again.`, 'ok');
   } catch (e) {
     if (e.notAvailable) {
       notice(message, 'Replay is not available on this gateway yet (POST /tracking/replay is not served).', 'error');
@@ -369,5 +378,5 @@ async function replay(body, what) {
     }
     return;
   }
-  search({poll: true});
+  await refreshAll();
 }
