@@ -333,8 +333,8 @@ func TestConsole(t *testing.T) {
 		demo.t = t
 		// A reload keeps the tab's session.
 		demo.do("phone viewport", chromedp.EmulateViewport(390, 844),
-			chromedp.Evaluate[chromedp.Void](`location.hash = "#/tracking"`), chromedp.Reload())
-		demo.waitFor("the tracking view after reload", `!document.querySelector("#view-tracking").hidden`)
+			chromedp.Evaluate[chromedp.Void](`location.hash = "#/tracking"; window.beforeReload = true`), chromedp.Reload())
+		demo.waitFor("the tracking view after reload", `!window.beforeReload && !document.querySelector("#view-tracking").hidden`)
 		demo.do("show one request", chromedp.Click(chromedp.CSS(`#tracking-form button[type=reset]`)),
 			chromedp.SendKeys(chromedp.ID("t-id"), reqID+"\r"))
 		demo.waitFor("the request", `document.querySelector('tbody[data-id="`+reqID+`"]')`)

@@ -162,7 +162,8 @@ async function update(id, fields) {
   return api('PUT', `/api/v1/integrations/${encodeURIComponent(id)}`, fields);
 }
 
-async function setStatus(it, statusId) {
+// setStatus pauses or resumes; focus stays on the button pressed (in the list or the detail).
+async function setStatus(it, statusId, fromDetail = false) {
   try {
     await update(it.integrationId, {statusId});
   } catch (e) {
@@ -170,8 +171,11 @@ async function setStatus(it, statusId) {
     return;
   }
   notice(message, `${it.name} is ${statusName(statusId).toLowerCase()}.`, 'ok');
-  await loadList({focus: 'pause:' + it.integrationId});
-  if (current && current.integrationId === it.integrationId) openDetail(it.integrationId, {keepFocus: true});
+  await loadList({focus: fromDetail ? null : 'pause:' + it.integrationId});
+  if (current && current.integrationId === it.integrationId) {
+    await openDetail(it.integrationId, {keepFocus: true});
+    if (fromDetail) $('#int-toggle').focus();
+  }
 }
 
 async function openDetail(id, {keepFocus = false, note = ''} = {}) {
@@ -221,7 +225,7 @@ function showDetail(it, note = '', keepFocus = false) {
         e.currentTarget.textContent = show ? 'Hide secret' : 'Show secret';
       }}, 'Show secret')),
     h('div', {class: 'actions'},
-      h('button', {type: 'button', id: 'int-toggle', onclick: () => setStatus(it, paused ? ACTIVE : PAUSED)}, paused ? 'Resume' : 'Pause'),
+      h('button', {type: 'button', id: 'int-toggle', onclick: () => setStatus(it, paused ? ACTIVE : PAUSED, true)}, paused ? 'Resume' : 'Pause'),
       confirmButton('Regenerate keys', 'Press again: old keys keep signing for the overlap period', () => regenerate(it)),
       confirmButton('Delete', 'Press again to delete this integration', () => remove(it))),
     deliveriesSection(it));

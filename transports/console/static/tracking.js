@@ -21,7 +21,9 @@ const state = {
   summaries: new Map(), // request id -> JSON of its summary, to see what changed
   open: new Set(),   // request ids whose messages are shown
   msgPage: new Map(), // request id -> page of messages shown
+  msgSeq: new Map(),  // request id -> number of its latest messages load
   poll: 0,
+  seq: 0,            // numbers searches: only the latest one's answer is shown
   active: false,
 };
 
@@ -47,7 +49,7 @@ export function init() {
   $('#t-prev').addEventListener('click', () => { state.page--; search({keepFocus: '#t-prev'}); });
   $('#t-next').addEventListener('click', () => { state.page++; search({keepFocus: '#t-next'}); });
   $('#t-replay-search').addEventListener('click', replaySearch);
-  document.addEventListener('visibilitychange', schedulePoll);
+  document.addEventListener('visibilitychange', () => schedulePoll());
 }
 
 // show is called when the view opens; hide when another one does.
@@ -132,6 +134,7 @@ function query(spec) {
 
 async function search({poll = false, keepFocus = null} = {}) {
   clearTimeout(state.poll);
+  const mine = ++state.seq;
   const spec = state.spec;
   // A new search clears the last outcome now, not when it answers: a cancel or replay reported
   // meanwhile must stay on screen.
@@ -140,10 +143,12 @@ async function search({poll = false, keepFocus = null} = {}) {
   try {
     data = (await api('POST', '/tracking', query(spec))).data;
   } catch (e) {
-    if (!poll) notice(message, e.message, 'error');
+    if (mine !== state.seq) return;
+    if (poll) schedulePoll(); // a blip: keep following what is shown
+    else notice(message, e.message, 'error');
     return;
   }
-  if (spec !== state.spec) return; // a newer search started meanwhile
+  if (mine !== state.seq) return; // a newer search started meanwhile
   const paging = data.paging || {};
   state.totalPages = paging.totalPages || 0;
   if (state.page > 1 && state.page > state.totalPages) { // the last page emptied
@@ -252,6 +257,8 @@ async function loadMessages(id) {
   if (!tb) return;
   const box = tb.querySelector('.messages');
   const page = state.msgPage.get(id) || 1;
+  const mine = (state.msgSeq.get(id) || 0) + 1;
+  state.msgSeq.set(id, mine);
   if (!box.hasChildNodes()) box.append(h('p', {class: 'muted'}, 'Loading messages…'));
   let r;
   try {
@@ -261,9 +268,10 @@ async function loadMessages(id) {
     })).data;
     r = (data.requests || [])[0];
   } catch (e) {
-    replace(box, h('p', {class: 'error'}, e.message));
+    if (state.msgSeq.get(id) === mine) replace(box, h('p', {class: 'error'}, e.message));
     return;
   }
+  if (state.msgSeq.get(id) !== mine) return; // a later load of these messages is under way
   if (!r) {
     replace(box, h('p', {class: 'muted'}, 'This request is no longer found.'));
     return;
@@ -275,7 +283,8 @@ async function loadMessages(id) {
   const first = paged ? (page - 1) * MESSAGES_PER_PAGE : 0;
   rerender(box,
     h('table', {class: 'msgs responsive'},
-      h('caption', {}, `Messages of request ${id}`, paged ? ` (${first + 1}–${first + msgs.length} of ${total})` : ''),
+      h('caption', {}, `Messages of request ${id}`,
+        paged ? ` (${first + 1}–${first + msgs.length} of ${total})` : msgs.length < total ? ` (the first ${msgs.length} of ${total})` : ''),
       h('thead', {}, h('tr', {}, ['#', 'External reference', 'Type', 'Status', 'Processed', 'Mapping', 'Errors'].map((c) => h('th', {scope: 'col'}, c)))),
       h('tbody', {}, msgs.map((m, i) => messageRow(m, first + i + 1)))),
     paged && h('div', {class: 'pager'},
