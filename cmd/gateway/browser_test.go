@@ -254,6 +254,19 @@ func (b *tab) checkConsole() {
 	}
 }
 
+// noSidewaysScroll checks that the page fits the viewport's width (on a phone: no scrolling
+// sideways to read it).
+func (b *tab) noSidewaysScroll(view string) {
+	b.t.Helper()
+	var w struct{ Page, Viewport int }
+	if err := b.eval(`({Page: document.documentElement.scrollWidth, Viewport: window.innerWidth})`, &w); err != nil {
+		b.fail("measure the page: %v", err)
+	}
+	if w.Page > w.Viewport {
+		b.t.Errorf("%s view: the page is %d px wide in a %d px viewport", view, w.Page, w.Viewport)
+	}
+}
+
 // unlabelledControls lists visible form controls without a label and buttons without a name.
 const unlabelledControls = `(() => {
   const bad = [];

@@ -339,13 +339,24 @@ func TestConsole(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("t-id"), reqID+"\r"))
 		demo.waitFor("the request", `document.querySelector('tbody[data-id="`+reqID+`"]')`)
 		demo.openMessages(reqID)
-		if demo.str(`document.documentElement.scrollWidth <= window.innerWidth`) != "true" {
-			t.Errorf("the page scrolls sideways on a phone: scrollWidth %s, innerWidth %s",
-				demo.str(`document.documentElement.scrollWidth`), demo.str(`window.innerWidth`))
-		}
+		demo.noSidewaysScroll("tracking")
 		demo.shot("10-phone-tracking")
 		demo.do("phone playground", chromedp.Click(chromedp.CSS(`#nav a[data-view="playground"]`)))
+		demo.waitFor("the formats", `document.querySelectorAll("#pg-format option").length === 2`)
+		demo.do("type a record", chromedp.SendKeys(chromedp.ID("pg-input"), `[{"id": "p1", "type": "quote", "timestamp": "2020-05-18T21:15:00Z", "user_email": "a@b.c", "href": "https://my.quotes.net/a-rather-long-address-that-must-wrap-on-a-phone"}, {"id": "x"}]`))
+		demo.waitFor("two records", `document.querySelectorAll("#pg-output article.record").length === 2`)
+		demo.noSidewaysScroll("playground")
 		demo.shot("10-phone-playground")
+		demo.do("phone overview", chromedp.Click(chromedp.CSS(`#nav a[data-view="overview"]`)))
+		demo.waitFor("the charts", `document.querySelector("#overview-day svg.timechart")`)
+		demo.noSidewaysScroll("overview")
+		demo.shot("10-phone-overview")
+		demo.do("phone integrations", chromedp.Click(chromedp.CSS(`#nav a[data-view="integrations"]`)))
+		demo.waitFor("the integrations view", `!document.querySelector("#view-integrations").hidden && document.querySelector("#int-hub").value !== ""`)
+		demo.do("show the hub", chromedp.Click(chromedp.CSS(`#int-hub-form button[type=submit]`)))
+		demo.waitFor("the hub's list or the notice", `!document.querySelector("#int-body").hidden || !document.querySelector("#int-message").hidden`)
+		demo.noSidewaysScroll("integrations")
+		demo.shot("10-phone-integrations")
 		demo.do("laptop viewport", chromedp.ResetViewport())
 	})
 
