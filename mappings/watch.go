@@ -50,6 +50,9 @@ type Watcher struct {
 	// call at a time, and should only swap the set in (e.g. atomic.Pointer.Store): records
 	// already being processed keep the set they read.
 	OnChange func(*Set)
+	// OnRefuse, if set, is told of each refused change (its load or Check error), from the
+	// watcher's goroutine, e.g. to count it.
+	OnRefuse func(error)
 	// Log receives the reload and refusal messages; slog.Default() when nil.
 	Log *slog.Logger
 
@@ -118,6 +121,9 @@ func (w *Watcher) run(current *Set) {
 		}
 		if err != nil {
 			refused = true
+			if w.OnRefuse != nil {
+				w.OnRefuse(err)
+			}
 			log.Error("mapping change refused; the previous mappings keep serving",
 				"dir", w.Dir, "serving", versionList(current))
 			for _, p := range problemLines(err) {

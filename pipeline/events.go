@@ -38,6 +38,9 @@ type Event struct {
 	Total          int            `json:"total,omitempty"` // request:accepted: records in the request
 	At             time.Time      `json:"at"`
 	Messages       []EventMessage `json:"messages,omitempty"`
+	// Record is, on request:accepted of an event sent through the events API, the event
+	// itself (its Format is the Event-Type), so integrations can echo it to its sender.
+	Record json.RawMessage `json:"record,omitempty"`
 }
 
 // EventMessage is one message's terminal outcome in an EventMessages event.

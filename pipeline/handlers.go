@@ -78,7 +78,9 @@ func (p *Pipeline) process(msg *message.Message) error {
 	header := deliveryHeader(requestID, clientID, format, m.Version)
 	refOf := func(index int) string { return news[index-offset].ExternalReference }
 
+	var done []tracker.Result // the terminal outcomes the transaction records
 	return p.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		done = done[:0]
 		trk := tx.Tracker()
 		cancelled, err := trk.AddMessages(requestID, news)
 		if err != nil {
@@ -89,7 +91,8 @@ func (p *Pipeline) process(msg *message.Message) error {
 			for i := range all {
 				all[i] = offset + i
 			}
-			if err := p.publishOutcomes(tx, msg.UUID+"/cancelled", clientID, requestID, results(all, tracker.Cancelled, "", ""), refOf); err != nil {
+			done = results(all, tracker.Cancelled, "", "")
+			if err := p.publishOutcomes(tx, msg.UUID+"/cancelled", clientID, requestID, done, refOf); err != nil {
 				return err
 			}
 			return tx.Ack(msg)
@@ -101,6 +104,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 			if err := p.publishOutcomes(tx, msg.UUID+"/invalid", clientID, requestID, invalid, refOf); err != nil {
 				return err
 			}
+			done = append(done, invalid...)
 		}
 		claimed, err := trk.Claim(requestID, valid)
 		if err != nil {
@@ -125,10 +129,12 @@ func (p *Pipeline) process(msg *message.Message) error {
 				for _, idx := range bySink[sink] {
 					parts[idx] = len(mapped[idx].sinks)
 				}
-				if err := p.finish(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
-					results(bySink[sink], tracker.Failed, m.Version, reason), parts, refOf); err != nil {
+				final, err := p.finish(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
+					results(bySink[sink], tracker.Failed, m.Version, reason), parts, refOf)
+				if err != nil {
 					return err
 				}
+				done = append(done, final...)
 				continue
 			}
 			// A deterministic id: a replayed fragment queues the same deliveries.
@@ -142,6 +148,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 				return fmt.Errorf("queue delivery to sink %s: %w", sink, err)
 			}
 		}
+		p.afterFinished(ctx, tx, clientID, format, requestID, done)
 		return tx.Ack(msg)
 	})
 }
@@ -192,21 +199,34 @@ func (p *Pipeline) deliverTo(name string, sink sinks.Sink) message.NoPublishHand
 		ctx, cancel := context.WithTimeout(msg.Context(), p.cfg.DeliveryTimeout)
 		defer cancel()
 		err = sink.Write(ctx, d.sinkRecords())
+		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		switch {
 		case err == nil:
+			if attempt > 1 {
+				p.log.Info("delivery succeeded after retrying", "sink", name, "request_id", d.RequestID, "records", len(d.Records), "attempt", attempt)
+			}
 			return p.settle(msg, name, d, results(d.indexes(), tracker.Complete, d.MappingVersion, ""))
 		case errors.Is(err, sinks.ErrPermanent):
 			return p.isolate(msg, name, sink, d, err)
 		}
-		attempt := atoiOr(msg.Metadata.Get(store.AttemptKey), 1)
 		if attempt >= p.cfg.DeliveryAttempts {
 			reason := fmt.Sprintf("sink %s: gave up after %d attempts: %v", name, attempt, err) + mappingNote(d.Format, d.MappingVersion)
+			p.log.Warn("delivery failed for the last time; its records end Failed", "sink", name, "request_id", d.RequestID,
+				"records", len(d.Records), "attempt", attempt, "of", p.cfg.DeliveryAttempts, "err", err)
 			return p.settle(msg, name, d, results(d.indexes(), tracker.Failed, d.MappingVersion, reason))
 		}
 		next := p.now().Add(p.cfg.RetryBackoff(attempt))
-		p.log.Warn("sink write failed; will retry", "sink", name, "request_id", d.RequestID, "mapping", d.Format+"@"+d.MappingVersion,
+		p.log.Warn("delivery failed; will retry", "sink", name, "request_id", d.RequestID, "records", len(d.Records),
 			"attempt", attempt, "of", p.cfg.DeliveryAttempts, "next_attempt", next.UTC().Format(time.RFC3339), "err", err)
-		return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error { return tx.Retry(msg, next) })
+		// Tracking shows the last error while the records wait for their next attempt.
+		lastError := fmt.Sprintf("sink %s: attempt %d of %d failed, next at %s: %v", name, attempt, p.cfg.DeliveryAttempts,
+			next.UTC().Format(time.RFC3339), err) + mappingNote(d.Format, d.MappingVersion)
+		return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
+			if err := tx.Tracker().Retrying(d.RequestID, d.indexes(), lastError); err != nil {
+				return fmt.Errorf("note retry of request %s: %w", d.RequestID, err)
+			}
+			return tx.Retry(msg, next)
+		})
 	}
 }
 
@@ -223,7 +243,8 @@ func (p *Pipeline) failUnreadable(msg *message.Message, sinkName string, decodeE
 	reason := fmt.Sprintf("sink %s: the mapped record could not be decoded for delivery: %v", sinkName, decodeErr)
 	p.log.Error("unreadable delivery; its records end Failed", "sink", sinkName, "request_id", requestID, "records", len(indexes), "err", decodeErr)
 	// Its parts are unknown: the record fails whatever its other sinks do (a terminal status is final).
-	return p.settle(msg, sinkName, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient)}, results(indexes, tracker.Failed, "", reason))
+	return p.settle(msg, sinkName, delivery{RequestID: requestID, ClientID: msg.Metadata.Get(mdClient), Format: msg.Metadata.Get(mdFormat)},
+		results(indexes, tracker.Failed, "", reason))
 }
 
 // isolate retries a permanently failed batch record by record, so only the records the sink
@@ -257,18 +278,20 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 // one transaction.
 func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tracker.Result) error {
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
-		if err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs()); err != nil {
+		final, err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs())
+		if err != nil {
 			return err
 		}
+		p.afterFinished(msg.Context(), tx, d.ClientID, d.Format, d.RequestID, final)
 		return tx.Ack(msg)
 	})
 }
 
-// finish records rs, outcomes at sink of messages of request requestID, in tx and publishes the
-// terminal ones. A message routed to several sinks (parts[index] > 1) records its part and
-// reaches its terminal status only with the outcome of its last part: Complete if every sink
-// took it, Failed with each failing sink's errors otherwise.
-func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) error {
+// finish records rs, outcomes at sink of messages of request requestID, in tx, publishes the
+// terminal ones and returns them. A message routed to several sinks (parts[index] > 1) records
+// its part and reaches its terminal status only with the outcome of its last part: Complete if
+// every sink took it, Failed with each failing sink's errors otherwise.
+func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) ([]tracker.Result, error) {
 	var final, partial []tracker.Result
 	for _, r := range rs {
 		if parts[r.Index] > 1 {
@@ -280,7 +303,7 @@ func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink strin
 	if len(partial) > 0 {
 		recorded, err := tx.Tracker().RecordParts(requestID, sink, partial)
 		if err != nil {
-			return fmt.Errorf("record outcomes at sink %s for request %s: %w", sink, requestID, err)
+			return nil, fmt.Errorf("record outcomes at sink %s for request %s: %w", sink, requestID, err)
 		}
 		for _, r := range partial {
 			if got := recorded[r.Index]; len(got) >= parts[r.Index] {
@@ -289,12 +312,12 @@ func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink strin
 		}
 	}
 	if len(final) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := tx.Tracker().Finish(requestID, final); err != nil {
-		return fmt.Errorf("record outcomes for request %s: %w", requestID, err)
+		return nil, fmt.Errorf("record outcomes for request %s: %w", requestID, err)
 	}
-	return p.publishOutcomes(tx, eventKey, clientID, requestID, final, refs)
+	return final, p.publishOutcomes(tx, eventKey, clientID, requestID, final, refs)
 }
 
 // results gives every index the same terminal outcome.
@@ -323,17 +346,18 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 	for i, idx := range indexes {
 		news[i] = tracker.NewMessage{Index: idx}
 	}
+	rs := results(indexes, tracker.Failed, "", reason)
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
-		rs := results(indexes, tracker.Failed, "", reason)
 		if err := tx.Tracker().Finish(requestID, rs); err != nil {
 			return fmt.Errorf("fail messages of request %s: %w", requestID, err)
 		}
 		if err := p.publishOutcomes(tx, msg.UUID+"/failed", msg.Metadata.Get(mdClient), requestID, rs, nil); err != nil {
 			return err
 		}
+		p.afterFinished(msg.Context(), tx, msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat), requestID, rs)
 		return tx.Ack(msg)
 	})
 }

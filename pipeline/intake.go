@@ -99,6 +99,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		news = newMessages(m, s.Envelope.Records, 0)
 	}
 	var receipt Receipt
+	start := time.Now()
 	// Urgent: a partner is waiting for this commit; pipeline writes can wait a little.
 	err := p.cfg.Store.Update(store.Urgent(ctx), func(tx store.Tx) error {
 		receipt = Receipt{RequestID: requestID}
@@ -128,7 +129,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 			}
 			msgs[i] = f.msg
 		}
-		if err := tx.Publish(topicFragments, msgs...); err != nil {
+		if err := tx.Publish(TopicFragments, msgs...); err != nil {
 			return fmt.Errorf("enqueue request %s: %w", requestID, err)
 		}
 		if err := tx.Tracker().Accept(req); err != nil {
@@ -137,8 +138,12 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("track messages of request %s: %w", requestID, err)
 		}
-		if err := p.publishEvent(tx, requestID+"/accepted", Event{Type: EventRequestAccepted, ClientID: s.ClientID, RequestID: requestID,
-			BatchReference: req.BatchReference, Format: req.Format, Total: req.Total, At: now.UTC()}); err != nil {
+		accepted := Event{Type: EventRequestAccepted, ClientID: s.ClientID, RequestID: requestID,
+			BatchReference: req.BatchReference, Format: req.Format, Total: req.Total, At: now.UTC()}
+		if s.Endpoint == "events" && len(s.Envelope.Records) == 1 {
+			accepted.Record = s.Envelope.Records[0]
+		}
+		if err := p.publishEvent(tx, requestID+"/accepted", accepted); err != nil {
 			return err
 		}
 		if s.IdempotencyKey != "" {
@@ -151,6 +156,9 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	})
 	if err != nil {
 		return Receipt{}, err
+	}
+	if !receipt.Replayed {
+		p.cfg.Metrics.IntakeCommitted(s.Endpoint, s.Envelope.Format, len(s.Envelope.Records), time.Since(start))
 	}
 	return receipt, nil
 }

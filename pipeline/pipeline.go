@@ -24,17 +24,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
+	"github.com/opengw/gateway/internal/logging"
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/sinks"
 )
 
 const (
-	topicFragments     = "fragments"
+	// TopicFragments schedules the processing of a request's fragments (see intake.go).
+	TopicFragments     = "fragments"
 	topicDeliverPrefix = "deliver."
 
 	mdRequest = "request_id"
@@ -70,6 +72,8 @@ type Config struct {
 	// MaxBacklog is how many fragments may wait to be processed before Accept refuses new
 	// submissions with ErrBacklog (0: no limit). It keeps a flood from filling the disk.
 	MaxBacklog int
+	// Metrics, when set, receives intake, record, sink and handler metrics.
+	Metrics *metrics.Metrics
 
 	Log *slog.Logger
 	Now func() time.Time
@@ -86,6 +90,8 @@ type Pipeline struct {
 	// committing holds the idempotency keys (client, endpoint, key) of submissions being
 	// committed by this process, so a concurrent retry gets ErrIdempotencyInFlight.
 	committing sync.Map
+	// completed remembers requests whose completion was logged, to log each once.
+	completed recentIDs
 }
 
 // cpuSlots bounds how many handlers do CPU-heavy work (mapping a fragment, decoding a
@@ -126,20 +132,20 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.RetryBackoff == nil {
 		cfg.RetryBackoff = DoublingBackoff(time.Second, 5*time.Minute)
 	}
-	logger := watermill.NewSlogLogger(cfg.Log)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, logging.Watermill(cfg.Log))
 	if err != nil {
 		return nil, fmt.Errorf("create router: %w", err)
 	}
-	// A panicking handler nacks its message instead of killing the gateway.
-	router.AddMiddleware(middleware.Recoverer)
 	p := &Pipeline{cfg: cfg, router: router, log: cfg.Log, cpu: newCPUSlots()}
+	// Outermost first: every failure is logged once with its request id, handler times are
+	// measured, and a panicking handler nacks its message instead of killing the gateway.
+	router.AddMiddleware(p.logFailures, cfg.Metrics.RouterMiddleware, middleware.Recoverer)
 
 	sub := cfg.Store.Queue()
-	router.AddConsumerHandler("process", topicFragments, sub, p.process)
+	router.AddConsumerHandler("process", TopicFragments, sub, p.process)
 	for _, name := range cfg.Sinks.Names() {
 		sink, _ := cfg.Sinks.Get(name)
-		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, sub, p.deliverTo(name, sink))
+		router.AddConsumerHandler("deliver-"+name, topicDeliverPrefix+name, sub, p.deliverTo(name, p.metered(name, sink)))
 	}
 	return p, nil
 }
@@ -148,7 +154,7 @@ func New(cfg Config) (*Pipeline, error) {
 // suit their message sizes, for configuring the queue.
 func QueueTopics(sinkNames []string) map[string]store.TopicConfig {
 	topics := map[string]store.TopicConfig{
-		topicFragments: {BatchSize: 64, MaxInFlight: 64},
+		TopicFragments: {BatchSize: 64, MaxInFlight: 64, Large: true},
 	}
 	for _, n := range sinkNames {
 		topics[topicDeliverPrefix+n] = store.TopicConfig{BatchSize: 128, MaxInFlight: 256}
@@ -208,7 +214,7 @@ func (p *Pipeline) backlogLoop(ctx context.Context) {
 
 // refreshBacklog counts the fragments waiting in the queue (a covering-index count).
 func (p *Pipeline) refreshBacklog(ctx context.Context) error {
-	n, err := p.cfg.Store.Queue().Depth(ctx, topicFragments)
+	n, err := p.cfg.Store.Queue().Depth(ctx, TopicFragments)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/opengw/gateway/internal/pgqueue"
+	"github.com/opengw/gateway/internal/pgstore"
+	"github.com/opengw/gateway/internal/pgtest"
 	"github.com/opengw/gateway/internal/sqlitestore"
 	"github.com/opengw/gateway/internal/store"
 
@@ -93,6 +96,22 @@ var backends = []backend{
 		if err != nil {
 			t.Fatal(err)
 		}
+		return st
+	}},
+	{"postgres", func(t testing.TB, dir string, topics map[string]store.TopicConfig) store.Store {
+		db, _ := pgtest.Open(t)
+		topics = maps.Clone(topics)
+		topics[TopicEvents] = store.TopicConfig{BatchSize: 16, MaxInFlight: 1}
+		q, err := pgqueue.New(pgqueue.Config{DB: db, Topics: pgqueue.TopicsFrom(topics), PollInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := pgstore.New(context.Background(), db, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Closing the store closes the queue too (after the pipeline, which cleans up first).
+		t.Cleanup(func() { q.Close() })
 		return st
 	}},
 }
@@ -238,7 +257,7 @@ func testFragmentsAndRedelivery(t *testing.T, b backend) {
 	// Replay: the same request's fragments queued again.
 	err = h.store.Update(context.Background(), func(tx store.Tx) error {
 		for _, f := range h.p.fragments(r.RequestID, "c", env) {
-			if err := tx.Publish(topicFragments, f.msg); err != nil {
+			if err := tx.Publish(TopicFragments, f.msg); err != nil {
 				return err
 			}
 		}

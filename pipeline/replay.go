@@ -26,6 +26,13 @@ var ErrNothingKept = errors.New("the raw records are no longer kept (retention.p
 // many; messages of requests whose records are no longer kept are skipped (and counted in
 // skipped). f's Statuses may only hold Failed and Invalid (empty means both).
 func (p *Pipeline) Replay(ctx context.Context, clientID string, f tracker.Filter) (replayed, skipped int, err error) {
+	return Replay(ctx, p.cfg.Store, clientID, f, nil)
+}
+
+// Replay is Pipeline.Replay on st, for tools that replay without running a pipeline (the
+// running gateways process what it queues). keep, if not nil, selects among the requests f
+// finds (e.g. by format).
+func Replay(ctx context.Context, st store.Store, clientID string, f tracker.Filter, keep func(tracker.RequestView) bool) (replayed, skipped int, err error) {
 	for _, st := range f.Statuses {
 		if st != tracker.Failed && st != tracker.Invalid {
 			return 0, 0, fmt.Errorf("%w: only Failed and Invalid messages can be replayed, not %s", tracker.ErrInvalidFilter, st)
@@ -35,7 +42,7 @@ func (p *Pipeline) Replay(ctx context.Context, clientID string, f tracker.Filter
 		f.Statuses = []tracker.Status{tracker.Failed, tracker.Invalid}
 	}
 	f.Page, f.PageSize = 0, 0
-	page, err := p.cfg.Store.Tracker().Find(ctx, clientID, f)
+	page, err := st.Tracker().Find(ctx, clientID, f)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -47,6 +54,9 @@ func (p *Pipeline) Replay(ctx context.Context, clientID string, f tracker.Filter
 	var jobs []job
 	budget := MaxReplay
 	for _, rv := range page.Requests {
+		if keep != nil && !keep(rv) {
+			continue
+		}
 		var indexes []int
 		for _, m := range rv.Messages {
 			if (m.Status == tracker.Failed || m.Status == tracker.Invalid) && budget > 0 {
@@ -57,7 +67,7 @@ func (p *Pipeline) Replay(ctx context.Context, clientID string, f tracker.Filter
 		if len(indexes) == 0 {
 			continue
 		}
-		offsets, err := p.cfg.Store.RecordOffsets(ctx, rv.ID)
+		offsets, err := st.RecordOffsets(ctx, rv.ID)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -67,7 +77,7 @@ func (p *Pipeline) Replay(ctx context.Context, clientID string, f tracker.Filter
 		}
 		jobs = append(jobs, job{req: rv, offsets: offsets, indexes: indexes})
 	}
-	err = p.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err = st.Update(ctx, func(tx store.Tx) error {
 		replayed = 0
 		for _, j := range jobs {
 			moved, err := tx.Tracker().Replay(j.req.ID, j.indexes)
@@ -79,7 +89,7 @@ func (p *Pipeline) Replay(ctx context.Context, clientID string, f tracker.Filter
 			for off, indexes := range byFragment(j.offsets, moved) {
 				msgs = append(msgs, fragmentMessage(j.req.ID, clientID, j.req.Format, off, 0, indexes))
 			}
-			if err := tx.Publish(topicFragments, msgs...); err != nil {
+			if err := tx.Publish(TopicFragments, msgs...); err != nil {
 				return fmt.Errorf("queue replay of request %s: %w", j.req.ID, err)
 			}
 		}

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 func BenchmarkProjection(b *testing.B) {
 	for _, workers := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			tr, db, _ := openTracker(b)
+			tr, db := openTracker(b)
 			ctx := context.Background()
 			const recordsPerRequest, fragment = 10_000, 1_000
 			var next atomic.Int64

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS tracker_messages (
 	processed_at       INTEGER,
 	errors             TEXT,
 	mapping_version    TEXT,
+	retry_error        TEXT, -- the last delivery error of a Processing message, cleared by Finish
 	PRIMARY KEY (request_seq, idx)
 ) WITHOUT ROWID;
 -- Outcomes of the parts (sinks) of messages routed to several sinks, until all have one.
@@ -81,7 +82,7 @@ CREATE TABLE IF NOT EXISTS tracker_parts (
 	status      INTEGER NOT NULL,
 	errors      TEXT,
 	mapping_version TEXT,
-	recorded    INTEGER NOT NULL, -- order of recording
+	recorded    INTEGER NOT NULL, -- 1, 2, ...: the order the message's parts were recorded in
 	PRIMARY KEY (request_seq, idx, part)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tracker_messages_status ON tracker_messages (request_seq, status, type);
@@ -116,6 +117,12 @@ type SQLite struct {
 func NewSQLite(db *sqlitedb.DB) (*SQLite, error) {
 	if _, err := db.Exec(context.Background(), schema); err != nil {
 		return nil, fmt.Errorf("tracker: create schema in %s: %w", db.Path(), err)
+	}
+	// Tables made before retry errors had their own column get it.
+	if _, err := db.Reader().Exec(`SELECT retry_error FROM tracker_messages LIMIT 0`); err != nil {
+		if _, err := db.Exec(context.Background(), `ALTER TABLE tracker_messages ADD COLUMN retry_error TEXT`); err != nil {
+			return nil, fmt.Errorf("tracker: add retry_error to %s: %w", db.Path(), err)
+		}
 	}
 	return &SQLite{db: db}, nil
 }
@@ -304,7 +311,7 @@ const (
 	finishErrors = `errors = CASE WHEN errors IS NULL THEN ?6 WHEN ?6 IS NULL THEN errors
 		ELSE (SELECT json_group_array(value) FROM (SELECT value FROM json_each(errors) UNION ALL SELECT value FROM json_each(?6))) END`
 	finishFromProcessingSQL = `UPDATE tracker_messages
-		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
+		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7, retry_error = NULL
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`
 	finishFromQueuedSQL = `UPDATE tracker_messages
 		SET status = ?4, processed_at = ?5, ` + finishErrors + `, mapping_version = ?7
@@ -460,6 +467,28 @@ func (s *SQLite) FinishTx(tx *sql.Tx, requestID string, results []Result) error 
 	return nil
 }
 
+// shownErrors is a message's errors as tracking shows them: those of earlier attempts, then
+// the last delivery error while it is still being retried.
+const shownErrors = `CASE WHEN m.retry_error IS NULL THEN m.errors WHEN m.errors IS NULL THEN json_array(m.retry_error)
+	ELSE json_insert(m.errors, '$[#]', m.retry_error) END`
+
+// RetryingTx records lastError as the retry error of the messages of request requestID at
+// indexes that are still Processing (their delivery will be tried again), inside the caller's
+// db.Write transaction; see Writer.Retrying. No counter changes: the messages stay Processing.
+func (s *SQLite) RetryingTx(tx *sql.Tx, requestID string, indexes []int, lastError string) error {
+	req, err := lookupRequest(tx, requestID)
+	if err != nil {
+		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
+	}
+	for _, r := range toRanges(indexes) {
+		if _, err := tx.Exec(`UPDATE tracker_messages SET retry_error = ?4
+			WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 1`, req.seq, r[0], r[1], lastError); err != nil {
+			return fmt.Errorf("tracker: note retry of request %s, messages %d-%d: %w", requestID, r[0], r[1], err)
+		}
+	}
+	return nil
+}
+
 // Cancel cancels request requestID of client clientID: the request is marked cancelled (so
 // messages recorded later are recorded Cancelled) and its Queued messages become Cancelled
 // with processed time Now(). Messages Processing or terminal are unaffected. cancelled counts
@@ -516,7 +545,7 @@ func (s *SQLite) Cancel(ctx context.Context, clientID, requestID string) (found 
 // Find runs search f over the requests of client clientID (never any other client's).
 // See Filter for its semantics. It reads one consistent snapshot.
 func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, error) {
-	if err := f.check(); err != nil {
+	if err := f.Validate(); err != nil {
 		return Page{}, err
 	}
 	where, args := f.where(clientID)
@@ -599,52 +628,18 @@ func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, err
 	return page, nil
 }
 
-// summarize turns a request's counters into its summary. Messages not yet recorded are queued,
-// or cancelled if the request is.
+// summarize turns a request's counters (indexed by status code) into its summary.
 func summarize(total, rows int, n [6]int, cancelled bool) Summary {
-	total = max(total, rows)
-	pending := total - rows
-	s := Summary{
-		Total:      total,
-		Processing: n[codeProcessing],
-		Complete:   n[codeComplete],
-		Failed:     n[codeFailed],
-		Invalid:    n[codeInvalid],
-		Cancelled:  n[codeCancelled],
-	}
-	s.Queued = rows - s.Processing - s.Complete - s.Failed - s.Invalid - s.Cancelled
-	if cancelled {
-		s.Cancelled += pending
-	} else {
-		s.Queued += pending
-	}
-	return s
-}
-
-func (f *Filter) check() error {
-	for _, st := range f.Statuses {
-		if !st.Valid() {
-			return fmt.Errorf("%w: unknown status %q", ErrInvalidFilter, st)
-		}
-	}
-	for _, so := range f.Sorts {
-		switch so.By {
-		case SortReceivedDate, SortProcessedDate, SortBatchReference:
-		default:
-			return fmt.Errorf("%w: unknown sort key %q", ErrInvalidFilter, so.By)
-		}
-	}
-	if f.Page < 0 || f.PageSize < 0 {
-		return fmt.Errorf("%w: negative page %d or page size %d", ErrInvalidFilter, f.Page, f.PageSize)
-	}
-	return nil
+	return SummaryOf(total, Summary{Total: rows, Processing: n[codeProcessing], Complete: n[codeComplete],
+		Failed: n[codeFailed], Invalid: n[codeInvalid], Cancelled: n[codeCancelled]}, cancelled)
 }
 
 // where is the SQL condition (over tracker_requests r) selecting f's requests of clientID.
 //
 // Plans: the leading term decides which index drives the search. With request ids it is the
 // unique id index, with external references the union of the two reference indexes (rowid
-// lookups), otherwise (client_id, received_at). "+r.client_id" keeps the planner, which has no
+// lookups), with batch references (client_id, batch_reference), otherwise (client_id,
+// received_at). "+r.client_id" keeps the planner, which has no
 // statistics, from preferring the client index over the more selective ones.
 func (f *Filter) where(clientID string) (string, []any) {
 	var (
@@ -659,9 +654,20 @@ func (f *Filter) where(clientID string) (string, []any) {
 	case len(f.ExternalReferences) > 0:
 		b.WriteString("+r.client_id = ?")
 		args = append(args, clientID)
+	case len(f.BatchReferences) > 0:
+		// A subquery, as for external references: otherwise the planner prefers the
+		// (client_id, received_at) index, which saves the sort but reads every request.
+		b.WriteString("+r.client_id = ? AND r.seq IN (SELECT q.seq FROM tracker_requests q WHERE q.client_id = ? AND q.batch_reference IN (" +
+			marks(len(f.BatchReferences)) + "))")
+		args = append(args, clientID, clientID)
+		args = appendStrings(args, f.BatchReferences)
 	default:
 		b.WriteString("r.client_id = ?")
 		args = append(args, clientID)
+	}
+	if len(f.BatchReferences) > 0 && (len(f.RequestIDs) > 0 || len(f.ExternalReferences) > 0) {
+		b.WriteString(" AND r.batch_reference IN (" + marks(len(f.BatchReferences)) + ")")
+		args = appendStrings(args, f.BatchReferences)
 	}
 	if !f.ReceivedFrom.IsZero() {
 		b.WriteString(" AND r.received_at >= ?")
@@ -792,12 +798,21 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 		}
 		namespaces[seq] = ns
 	}
-	const chunk = 500
+	// Without message paging, the messages of up to 500 requests come in one query; with it,
+	// each request's page is its own query (LIMIT and OFFSET apply per request).
+	chunk := 500
+	if f.MessagePageSize > 0 {
+		chunk = 1
+	}
 	load := func(seqs []int64, byReference bool) error {
 		for len(seqs) > 0 {
 			part := seqs[:min(chunk, len(seqs))]
 			seqs = seqs[len(part):]
 			query, args := f.messagesQuery(part, byReference)
+			if f.MessagePageSize > 0 {
+				query += " LIMIT ? OFFSET ?"
+				args = append(args, f.MessagePageSize, f.MessageOffset())
+			}
 			rows, err := tx.QueryContext(ctx, query, args...)
 			if err != nil {
 				return fmt.Errorf("tracker: list messages: %w", err)
@@ -852,7 +867,7 @@ func (f *Filter) messagesQuery(seqs []int64, byReference bool) (string, []any) {
 	var b strings.Builder
 	var args []any
 	b.WriteString(`SELECT m.request_seq, m.idx, m.external_reference, m.type, m.status, m.processed_at,
-		m.errors, m.mapping_version FROM tracker_messages m `)
+		` + shownErrors + `, m.mapping_version FROM tracker_messages m `)
 	switch {
 	case byReference:
 		// "+" keeps the planner on the reference index.
@@ -972,7 +987,6 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 	if err != nil {
 		return nil, fmt.Errorf("tracker: record part %s of request %s: %w", part, requestID, err)
 	}
-	now := s.now().UnixNano()
 	out := make(map[int][]Result, len(results))
 	for _, r := range results {
 		if !r.Status.Terminal() {
@@ -987,8 +1001,9 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 			errs = string(b)
 		}
 		if _, err := tx.Exec(`INSERT INTO tracker_parts (request_seq, idx, part, status, errors, mapping_version, recorded)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			req.seq, r.Index, part, r.Status.code(), errs, nullString(r.MappingVersion), now); err != nil {
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT count(*) + 1 FROM tracker_parts WHERE request_seq = ?1 AND idx = ?2))
+			ON CONFLICT DO NOTHING`,
+			req.seq, r.Index, part, r.Status.code(), errs, nullString(r.MappingVersion)); err != nil {
 			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: %w", part, r.Index, requestID, err)
 		}
 		rows, err := tx.Query(`SELECT status, errors, mapping_version FROM tracker_parts
@@ -1049,7 +1064,7 @@ func (s *SQLite) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, e
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
 		}
-		if _, err := tx.Exec(`UPDATE tracker_messages SET status = ?, processed_at = NULL
+		if _, err := tx.Exec(`UPDATE tracker_messages SET status = ?, processed_at = NULL, retry_error = NULL
 			WHERE request_seq = ? AND idx BETWEEN ? AND ? AND status IN (?, ?)`,
 			codeQueued, req.seq, r[0], r[1], codeFailed, codeInvalid); err != nil {
 			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)

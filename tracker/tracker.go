@@ -34,13 +34,16 @@
 // # Storage
 //
 // SQLite implements the projection on the gateway's SQLite database (tables prefixed
-// tracker_); all of its SQL lives in sqlite.go so that a PostgreSQL implementation can follow
-// the same types.
+// tracker_); all of its SQL lives in sqlite.go. internal/pgstore implements Writer and Store
+// on PostgreSQL with the same semantics; both pass the shared suite in
+// internal/store/storetest.
 package tracker
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -177,22 +180,70 @@ type Sort struct {
 // A request is selected when it meets the request-level criteria and, if there are
 // message-level criteria, at least one of its messages meets all of them (a request selected by
 // its batch reference alone needs no message). Its Messages are the messages meeting the
-// message-level criteria — all of its messages when there are none.
+// message-level criteria — all of its messages when there are none — in index order, paged by
+// MessagePage and MessagePageSize.
 type Filter struct {
 	RequestIDs         []string
 	ExternalReferences []string
-	MessageTypes       []string
-	Statuses           []Status
+	// BatchReferences is request-level: the request's batch reference (the envelope's
+	// request_id) is one of these, compared exactly. Unlike ExternalReferences it never
+	// matches a record's id.
+	BatchReferences []string
+	MessageTypes    []string
+	Statuses        []Status
 	// ReceivedFrom and ReceivedTo bound the request's received time, both inclusive; a zero
 	// time leaves that side open.
 	ReceivedFrom, ReceivedTo time.Time
 	// Page is 1-based (0 means 1); PageSize 0 returns every selected request on one page.
 	Page, PageSize int
+	// MessagePage is 1-based (0 means 1); MessagePageSize 0 shows every selected message of a
+	// request. With a size, each selected request's Messages are page MessagePage of its
+	// selected messages in index order, empty beyond their last page. Message paging never
+	// changes which requests are selected, nor their summaries (always over every message).
+	MessagePage, MessagePageSize int
 	// Sorts order the requests, first criterion first; empty means receivedDate descending.
 	// Ties are always broken by request id, so paging is stable. A request without the value
 	// (nothing processed yet, no batch reference) sorts after the others, in either direction.
 	// A key repeated is ignored after its first occurrence.
 	Sorts []Sort
+}
+
+// Validate returns ErrInvalidFilter (wrapped, naming the value) for a filter no backend can run:
+// an unknown status or sort key, a negative page or page size.
+func (f *Filter) Validate() error {
+	for _, st := range f.Statuses {
+		if !st.Valid() {
+			return fmt.Errorf("%w: unknown status %q", ErrInvalidFilter, st)
+		}
+	}
+	for _, so := range f.Sorts {
+		switch so.By {
+		case SortReceivedDate, SortProcessedDate, SortBatchReference:
+		default:
+			return fmt.Errorf("%w: unknown sort key %q", ErrInvalidFilter, so.By)
+		}
+	}
+	if f.Page < 0 || f.PageSize < 0 {
+		return fmt.Errorf("%w: negative page %d or page size %d", ErrInvalidFilter, f.Page, f.PageSize)
+	}
+	if f.MessagePage < 0 || f.MessagePageSize < 0 {
+		return fmt.Errorf("%w: negative message page %d or message page size %d", ErrInvalidFilter, f.MessagePage, f.MessagePageSize)
+	}
+	return nil
+}
+
+// MessageOffset is how many of a request's selected messages precede page MessagePage (0
+// without message paging). It saturates at math.MaxInt rather than overflowing, so a page
+// number far beyond the end selects nothing.
+func (f *Filter) MessageOffset() int {
+	p := max(f.MessagePage, 1) - 1
+	if f.MessagePageSize <= 0 || p == 0 {
+		return 0
+	}
+	if p > math.MaxInt/f.MessagePageSize {
+		return math.MaxInt
+	}
+	return p * f.MessagePageSize
 }
 
 // Page is the answer to a search.
@@ -205,6 +256,24 @@ type Page struct {
 // Summary counts a request's messages by status, over the whole request.
 type Summary struct {
 	Total, Queued, Processing, Cancelled, Failed, Invalid, Complete int
+}
+
+// SummaryOf is the summary of a request of total messages whose recorded messages are counted
+// by recorded: recorded.Total rows, of which recorded.Processing, Complete, Failed, Invalid
+// and Cancelled are in those statuses (recorded.Queued is ignored: the rest are queued).
+// Messages not yet recorded count as queued, or as cancelled when the request is cancelled
+// (they will be recorded Cancelled). Backends that keep per-status counters build summaries
+// with it.
+func SummaryOf(total int, recorded Summary, cancelled bool) Summary {
+	s := recorded
+	s.Total = max(total, recorded.Total)
+	s.Queued = recorded.Total - s.Processing - s.Complete - s.Failed - s.Invalid - s.Cancelled
+	if pending := s.Total - recorded.Total; cancelled {
+		s.Cancelled += pending
+	} else {
+		s.Queued += pending
+	}
+	return s
 }
 
 // Status is the request status the summary implies (see the package documentation).
@@ -272,6 +341,12 @@ type Writer interface {
 	// visible: the outcome of the next attempt appends its errors to them. Their part outcomes
 	// are forgotten.
 	Replay(requestID string, indexes []int) ([]int, error)
+	// Retrying records lastError as the retry error of the messages at indexes that are still
+	// Processing: their delivery failed and will be tried again. Tracking shows it after their
+	// other errors while they stay Processing (a later call replaces it); Finish drops it and
+	// records the outcome's errors. Messages in any other status are left alone. It returns
+	// ErrNotFound (wrapped) for a request never accepted.
+	Retrying(requestID string, indexes []int, lastError string) error
 }
 
 // Store answers the Tracking API. It is safe for concurrent use.

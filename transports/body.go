@@ -1,6 +1,7 @@
 package transports
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"io"
@@ -193,4 +194,23 @@ func formatBytes(n int64) string {
 		return strconv.FormatInt(n>>20, 10) + " MiB"
 	}
 	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// readSmallBody reads a body of at most limit bytes (an API's JSON document) through readBody
+// and returns a copy, so the body budget is released at once. Errors are *requestError.
+func (s *Server) readSmallBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, release, err := s.readBody(w, r)
+	defer release()
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > limit {
+		return nil, refuse(http.StatusRequestEntityTooLarge, "the body is %d bytes; the limit is %d bytes (%s)", len(body), limit, mebibytes(limit))
+	}
+	return bytes.Clone(body), nil
+}
+
+// mebibytes writes a byte limit the way people say it: "1 MiB", "10 MiB", "1.5 MiB".
+func mebibytes(n int64) string {
+	return strconv.FormatFloat(float64(n)/(1<<20), 'f', -1, 64) + " MiB"
 }

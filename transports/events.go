@@ -89,6 +89,7 @@ func writeAccessDenied(w http.ResponseWriter, format string, args ...any) {
 // event sequence) is answered only once it is. Error bodies are the seed's: OAuth style for 401
 // and 403, Spring style for a bad request, {"message", "valid": false} for a bad payload.
 func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	p, ok := s.bearer(w, r)
 	if !ok {
 		return
@@ -170,23 +171,14 @@ func (s *Server) sendEvent(w http.ResponseWriter, r *http.Request) {
 		Body:           body,
 		WantSequence:   true,
 	})
-	switch {
-	case errors.Is(err, pipeline.ErrIdempotencyConflict):
-		writeSpringError(w, r, http.StatusUnprocessableEntity, "", "%v", err)
-		return
-	case errors.Is(err, pipeline.ErrIdempotencyInFlight):
-		w.Header().Set("Retry-After", "1")
-		writeSpringError(w, r, http.StatusConflict, "", "%v (Idempotency-Key %q); retry shortly", err, key)
-		return
-	case errors.Is(err, pipeline.ErrBacklog):
-		w.Header().Set("Retry-After", retryAfterBacklog)
-		writeSpringError(w, r, http.StatusServiceUnavailable, "", "%v", err)
-		return
-	case err != nil:
-		s.Log.Error("accept event", "client", p.ClientID, "format", eventType, "tenant", tenant, "err", err)
-		writeSpringError(w, r, http.StatusServiceUnavailable, "", "the event could not be queued; retry later")
+	if err != nil {
+		if notQueued(err) != err {
+			s.Log.Error("accept event", "client", p.ClientID, "format", eventType, "tenant", tenant, "err", err)
+		}
+		writeSpringRefusal(w, r, notQueued(err))
 		return
 	}
+	s.logAccepted(r, "events", p, receipt, eventType, 1, len(body), start)
 	if receipt.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +70,14 @@ func TestConsoleRoute(t *testing.T) {
 	w = e.do(httptest.NewRequest(http.MethodGet, "/console/", nil))
 	if w.Code != http.StatusOK || w.Header().Get("Content-Security-Policy") == "" {
 		t.Errorf("/console/: status %d, CSP %q", w.Code, w.Header().Get("Content-Security-Policy"))
+	}
+	// Like every path of the gateway: 405 with Allow, 404, both as JSON problems.
+	w = e.do(httptest.NewRequest(http.MethodPost, "/console/", nil))
+	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" || !json.Valid(w.Body.Bytes()) {
+		t.Errorf("POST /console/: status %d, Allow %q, body %s", w.Code, w.Header().Get("Allow"), w.Body)
+	}
+	w = e.do(httptest.NewRequest(http.MethodGet, "/console/nope.js", nil))
+	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), `"not_found"`) {
+		t.Errorf("GET /console/nope.js: status %d, body %s", w.Code, w.Body)
 	}
 }

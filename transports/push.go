@@ -1,10 +1,10 @@
 package transports
 
 import (
-	"errors"
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/opengw/gateway/pipeline"
 )
@@ -17,6 +17,7 @@ const retryAfterBacklog = "5"
 
 // push is POST /push (seed 000): validate the envelope, then commit it and answer 202 {"id"}.
 func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
+	start := time.Now()
 	if msg, ok := checkJSONContentType(r.Header.Get("Content-Type"), "application/json", "text/json"); !ok {
 		writeProblem(w, http.StatusUnsupportedMediaType, "%s", msg)
 		return
@@ -61,23 +62,14 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request, p Principal) {
 	receipt, err := s.Intake.Accept(r.Context(), pipeline.Submission{
 		ClientID: p.ClientID, ClientName: p.ClientName, Endpoint: "push", Envelope: env, IdempotencyKey: key, Body: body,
 	})
-	switch {
-	case errors.Is(err, pipeline.ErrIdempotencyConflict):
-		writeProblem(w, http.StatusUnprocessableEntity, "%v", err)
-		return
-	case errors.Is(err, pipeline.ErrIdempotencyInFlight):
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, http.StatusConflict, "%v (Idempotency-Key %q); retry shortly", err, key)
-		return
-	case errors.Is(err, pipeline.ErrBacklog):
-		w.Header().Set("Retry-After", retryAfterBacklog)
-		writeProblem(w, http.StatusServiceUnavailable, "%v", err)
-		return
-	case err != nil:
-		s.Log.Error("accept push", "client", p.ClientID, "format", env.Format, "err", err)
-		writeProblem(w, http.StatusServiceUnavailable, "the request could not be queued; retry later")
+	if err != nil {
+		if notQueued(err) != err {
+			s.Log.Error("accept push", "client", p.ClientID, "format", env.Format, "err", err)
+		}
+		writeError(w, notQueued(err))
 		return
 	}
+	s.logAccepted(r, "push", p, receipt, env.Format, len(env.Records), len(body), start)
 	if receipt.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}

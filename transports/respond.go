@@ -90,6 +90,12 @@ func classify(err error) (status int, retryAfter, msg string) {
 		return re.status, retryAfter, re.msg
 	case errors.As(err, &env):
 		return http.StatusBadRequest, "", env.Message
+	case errors.Is(err, pipeline.ErrIdempotencyConflict):
+		return http.StatusUnprocessableEntity, "", err.Error()
+	case errors.Is(err, pipeline.ErrIdempotencyInFlight):
+		return http.StatusConflict, "1", err.Error() + "; retry shortly"
+	case errors.Is(err, pipeline.ErrBacklog):
+		return http.StatusServiceUnavailable, retryAfterBacklog, err.Error()
 	}
 	return http.StatusInternalServerError, "", "internal error"
 }
@@ -101,4 +107,15 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", retryAfter)
 	}
 	writeProblem(w, status, "%s", msg)
+}
+
+// notQueued wraps an unexpected intake failure (the caller logs it) as a 503: the request was
+// not committed, so retrying later is safe.
+func notQueued(err error) error {
+	switch {
+	case errors.Is(err, pipeline.ErrIdempotencyConflict), errors.Is(err, pipeline.ErrIdempotencyInFlight),
+		errors.Is(err, pipeline.ErrBacklog):
+		return err
+	}
+	return &requestError{status: http.StatusServiceUnavailable, retryAfter: 1, msg: "the request could not be queued; retry later"}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/transports/console"
@@ -33,9 +34,17 @@ type Server struct {
 	Tokens   *TokenIssuer // issues /connect/token JWTs; nil: that endpoint answers 503
 	Limits   Limits       // body and nesting limits; zero fields take defaults
 	Throttle *Throttle    // rate limits and the failed-authentication throttle; nil: none
-	Log      *slog.Logger
 
 	inflight atomic.Int64 // request body bytes buffered now (see readBody)
+	// Metrics measures every request by route pattern and serves GET /metrics; nil: nothing is
+	// measured and /metrics answers 404.
+	Metrics *metrics.Metrics
+	// Ready are the checks of GET /readyz (database writable, router running, backlog under
+	// its limit); none: always ready.
+	Ready []*Check
+	// Integrations serves the Integrations API and platform publishing; nil: they answer 503.
+	Integrations *IntegrationsAPI
+	Log          *slog.Logger
 }
 
 // Handler returns the gateway's routes. Unknown paths answer 404, known paths with the wrong
@@ -45,6 +54,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/healthz", methods{"GET": func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}})
+	mux.Handle("/readyz", methods{"GET": s.readiness})
+	mux.Handle("/metrics", methods{"GET": s.Metrics.Handler().ServeHTTP})
+	mux.Handle("/openapi.json", methods{"GET": serveOpenAPI})
 	mux.Handle("/push", methods{"POST": s.authorized("push", s.push)})
 	mux.Handle("/connect/token", methods{"POST": s.token})
 	mux.Handle("/.well-known/oauth-authorization-server", methods{"GET": s.oauthMetadata})
@@ -55,12 +67,21 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/tracking/cancel", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.Tracking.Cancel(w, r, p.ClientID)
 	})})
+	mux.Handle("/tracking/replay", methods{"POST": s.authorized("tracking", func(w http.ResponseWriter, r *http.Request, p Principal) {
+		s.Tracking.Replay(w, r, p.ClientID)
+	})})
+	mux.Handle(integrationsPrefix, s.integrationRoutes())
+	mux.Handle("/api/events/v1/{country}/internal/{tenant}/publish", methods{"POST": s.publishEvent})
 	mux.Handle("/api/v1/formats", methods{"GET": s.authorized("push", s.formats)})
-	mux.Handle(console.Prefix, console.Handler()) // "/console" redirects here (ServeMux)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
-	})
-	return s.recoverer(mux)
+	consoleFiles := console.Handler(http.HandlerFunc(notFound)).ServeHTTP
+	mux.Handle(console.Prefix, methods{"GET": consoleFiles, "HEAD": consoleFiles}) // "/console" redirects here (ServeMux)
+	mux.HandleFunc("/", notFound)
+	return s.recoverer(s.Metrics.InstrumentHTTP(mux))
+}
+
+// notFound answers a path the gateway does not serve.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 }
 
 // methods routes a path by HTTP method and answers 405 with Allow for any other.

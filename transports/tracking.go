@@ -39,6 +39,13 @@ import (
 //     as one list.
 //   - paging: number defaults to 1, size is required when paging is given ({} or null means
 //     no paging); without paging the response shows number 1, size = totalRequests.
+//   - paging.messages {number, size} pages every selected request's messages (payload) in
+//     index order: number defaults to 1, size to the maximum, 1,000, which also applies
+//     when paging.messages is absent. It is echoed in the response's paging when given. A
+//     payload shorter than the size is a request's last page; the summary counts every
+//     message.
+//   - batchReference (the envelope's request_id) matches exactly, like id.
+//   - The response is encoded request by request as it is written, never into one buffer.
 //   - sorts: several are applied in order; order defaults to desc for the dates and asc for
 //     batchReference; ties are broken by request id; a request without the value (nothing
 //     processed yet, no batch reference) sorts last in either direction.
@@ -56,14 +63,17 @@ type TrackingStore interface {
 // TrackingAPI serves POST /tracking and POST /tracking/cancel for authenticated callers.
 // Its zero value is usable: with no Store there are no requests to find or cancel.
 type TrackingAPI struct {
-	Store TrackingStore    // nil: no requests
-	Now   func() time.Time // the clock for "today"; nil means time.Now
-	Log   *slog.Logger     // nil means slog.Default()
+	Store TrackingStore // nil: no requests
+	// Replayer serves POST /tracking/replay; nil answers 404.
+	Replayer Replayer
+	Now      func() time.Time // the clock for "today"; nil means time.Now
+	Log      *slog.Logger     // nil means slog.Default()
 }
 
 const (
 	trackingMaxBody     = 1 << 20 // bytes of a request body
 	trackingMaxPageSize = 1000
+	trackingMaxMessages = 1000 // messages of one request in one response
 	trackingMaxValues   = 1000 // values of one search criterion (each is an SQL parameter)
 	trackingTimeLayout  = "2006-01-02T15:04:05-07:00"
 )
@@ -79,17 +89,17 @@ type trackingErrorField struct {
 	Message string `json:"message"`
 }
 
-type trackingData struct {
-	Search   json.RawMessage      `json:"search"`
-	Paging   trackingPaging       `json:"paging"`
-	Requests []trackingRequestOut `json:"requests"`
+type trackingPaging struct {
+	Number        int                     `json:"number"`
+	Size          int                     `json:"size"`
+	TotalRequests int                     `json:"totalRequests"`
+	TotalPages    int                     `json:"totalPages"`
+	Messages      *trackingMessagesPaging `json:"messages,omitempty"` // echoed when given
 }
 
-type trackingPaging struct {
-	Number        int `json:"number"`
-	Size          int `json:"size"`
-	TotalRequests int `json:"totalRequests"`
-	TotalPages    int `json:"totalPages"`
+type trackingMessagesPaging struct {
+	Number int `json:"number"`
+	Size   int `json:"size"`
 }
 
 type trackingRequestOut struct {
@@ -164,49 +174,94 @@ func (a *TrackingAPI) Search(w http.ResponseWriter, r *http.Request, clientID, c
 			return
 		}
 	}
-	data := trackingData{
-		Search:   q.search,
-		Paging:   trackingPaging{Number: 1, Size: page.TotalRequests, TotalRequests: page.TotalRequests, TotalPages: page.TotalPages},
-		Requests: make([]trackingRequestOut, 0, len(page.Requests)),
-	}
+	paging := trackingPaging{Number: 1, Size: page.TotalRequests, TotalRequests: page.TotalRequests, TotalPages: page.TotalPages}
 	if q.filter.PageSize > 0 {
-		data.Paging.Number, data.Paging.Size = q.filter.Page, q.filter.PageSize
+		paging.Number, paging.Size = q.filter.Page, q.filter.PageSize
 	}
-	for _, v := range page.Requests {
-		out := trackingRequestOut{
-			FeedID:         clientID,
-			ClientName:     clientName,
-			ID:             v.ID,
-			BatchReference: trackingOptional(v.BatchReference),
-			ReceivedDate:   trackingTime(v.ReceivedAt),
-			RequestStatus:  v.Status,
-			MessageStatusSummary: trackingSummary{
-				Total: v.Summary.Total, Queued: v.Summary.Queued, Processing: v.Summary.Processing,
-				Cancelled: v.Summary.Cancelled, Failed: v.Summary.Failed, Invalid: v.Summary.Invalid,
-				Complete: v.Summary.Complete,
-			},
-			Payload: make([]trackingMessageOut, 0, len(v.Messages)),
-		}
-		for _, m := range v.Messages {
-			mo := trackingMessageOut{
-				ID:                m.ID,
-				ExternalReference: trackingOptional(m.ExternalReference),
-				MessageStatus:     m.Status,
-				MessageType:       trackingOptional(m.Type),
-				Errors:            make([]trackingMessageError, 0, len(m.Errors)),
-			}
-			if !m.ProcessedAt.IsZero() {
-				s := trackingTime(m.ProcessedAt)
-				mo.ProcessedTime = &s
-			}
-			for _, e := range m.Errors {
-				mo.Errors = append(mo.Errors, trackingMessageError{ErrorMessage: e})
-			}
-			out.Payload = append(out.Payload, mo)
-		}
-		data.Requests = append(data.Requests, out)
+	if q.messagesGiven {
+		paging.Messages = &trackingMessagesPaging{Number: q.filter.MessagePage, Size: q.filter.MessagePageSize}
 	}
-	trackingWrite(w, http.StatusOK, trackingEnvelope{Success: true, Data: data})
+	if err := trackingStream(w, q.search, paging, page.Requests, clientID, clientName); err != nil && r.Context().Err() == nil {
+		a.logger().Warn("tracking response cut short", "path", r.URL.Path, "err", err)
+	}
+}
+
+// trackingStream writes a successful search response, one request at a time: only one
+// request's JSON (at most trackingMaxMessages messages) is ever buffered. Once the first byte
+// is written the status is 200; an error then can only cut the response short.
+func trackingStream(w http.ResponseWriter, search json.RawMessage, paging trackingPaging, views []tracker.RequestView, clientID, clientName string) error {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // references read as written ("<", "&")
+	// part writes prefix and then v's JSON (without Encode's newline).
+	part := func(prefix string, v any) error {
+		buf.Reset()
+		buf.WriteString(prefix)
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		buf.Truncate(buf.Len() - 1)
+		_, err := w.Write(buf.Bytes())
+		return err
+	}
+	if err := part(`{"success":true,"error":null,"data":{"search":`, search); err != nil {
+		return err
+	}
+	if err := part(`,"paging":`, paging); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, `,"requests":[`); err != nil {
+		return err
+	}
+	for i, v := range views {
+		sep := ""
+		if i > 0 {
+			sep = ","
+		}
+		if err := part(sep, trackingRequest(v, clientID, clientName)); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, "]}}\n")
+	return err
+}
+
+// trackingRequest renders one request of a search.
+func trackingRequest(v tracker.RequestView, clientID, clientName string) trackingRequestOut {
+	out := trackingRequestOut{
+		FeedID:         clientID,
+		ClientName:     clientName,
+		ID:             v.ID,
+		BatchReference: trackingOptional(v.BatchReference),
+		ReceivedDate:   trackingTime(v.ReceivedAt),
+		RequestStatus:  v.Status,
+		MessageStatusSummary: trackingSummary{
+			Total: v.Summary.Total, Queued: v.Summary.Queued, Processing: v.Summary.Processing,
+			Cancelled: v.Summary.Cancelled, Failed: v.Summary.Failed, Invalid: v.Summary.Invalid,
+			Complete: v.Summary.Complete,
+		},
+		Payload: make([]trackingMessageOut, 0, len(v.Messages)),
+	}
+	for _, m := range v.Messages {
+		mo := trackingMessageOut{
+			ID:                m.ID,
+			ExternalReference: trackingOptional(m.ExternalReference),
+			MessageStatus:     m.Status,
+			MessageType:       trackingOptional(m.Type),
+			Errors:            make([]trackingMessageError, 0, len(m.Errors)),
+		}
+		if !m.ProcessedAt.IsZero() {
+			s := trackingTime(m.ProcessedAt)
+			mo.ProcessedTime = &s
+		}
+		for _, e := range m.Errors {
+			mo.Errors = append(mo.Errors, trackingMessageError{ErrorMessage: e})
+		}
+		out.Payload = append(out.Payload, mo)
+	}
+	return out
 }
 
 // Cancel answers POST /tracking/cancel {"id": "<request id>"} for client clientID: the
@@ -253,6 +308,13 @@ func (a *TrackingAPI) Cancel(w http.ResponseWriter, r *http.Request, clientID st
 	trackingWrite(w, http.StatusOK, trackingEnvelope{Success: true, Data: trackingCancelled{ID: id, Cancelled: n}})
 }
 
+func (a *TrackingAPI) logger() *slog.Logger {
+	if a.Log != nil {
+		return a.Log
+	}
+	return slog.Default()
+}
+
 func (a *TrackingAPI) now() time.Time {
 	if a.Now != nil {
 		return a.Now()
@@ -268,12 +330,8 @@ func (a *TrackingAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		trackingWrite(w, bad.status, trackingEnvelope{Error: &trackingErrorField{Message: bad.msg}})
 		return
 	}
-	log := a.Log
-	if log == nil {
-		log = slog.Default()
-	}
 	if r.Context().Err() == nil {
-		log.Error("tracking request failed", "path", r.URL.Path, "err", err)
+		a.logger().Error("tracking request failed", "path", r.URL.Path, "err", err)
 	}
 	trackingWrite(w, http.StatusInternalServerError, trackingEnvelope{Error: &trackingErrorField{Message: "internal error; the failure was logged"}})
 }
@@ -380,12 +438,13 @@ func trackingSyntax(body []byte, err error) error {
 
 // trackingQuery is a parsed search request.
 type trackingQuery struct {
-	filter tracker.Filter
-	search json.RawMessage // echo
-	empty  bool            // criteria that no request can meet (empty intersection)
+	filter        tracker.Filter
+	search        json.RawMessage // echo
+	empty         bool            // criteria that no request can meet (empty intersection)
+	messagesGiven bool            // paging.messages was given (and is echoed)
 }
 
-var trackingCriteria = []string{"messageType", "messageStatus", "receivedDate", "id", "externalReference"}
+var trackingCriteria = []string{"messageType", "messageStatus", "receivedDate", "id", "externalReference", "batchReference"}
 
 // parseTrackingQuery parses a POST /tracking body; now decides "today".
 func parseTrackingQuery(body []byte, now time.Time) (trackingQuery, error) {
@@ -459,6 +518,9 @@ func (q *trackingQuery) parseSearch(raw json.RawMessage, now time.Time) error {
 			}
 			f.RequestIDs = trackingAnd(f.RequestIDs, values, repeated, false)
 			q.empty = q.empty || len(f.RequestIDs) == 0
+		case "batchreference":
+			f.BatchReferences = trackingAnd(f.BatchReferences, values, repeated, false)
+			q.empty = q.empty || len(f.BatchReferences) == 0
 		case "externalreference":
 			if repeated {
 				return trackingBad("search[%d]: externalReference is given more than once; list all references in one criterion", i)
@@ -596,29 +658,33 @@ func trackingParseTime(s string) (time.Time, time.Duration, error) {
 }
 
 func (q *trackingQuery) parsePaging(raw json.RawMessage) error {
-	if len(raw) == 0 || string(raw) == "null" {
+	q.filter.MessagePage, q.filter.MessagePageSize = 1, trackingMaxMessages
+	if trackingAbsent(raw) {
 		return nil
 	}
 	var p struct {
-		Number json.RawMessage `json:"number"`
-		Size   json.RawMessage `json:"size"`
+		Number   json.RawMessage `json:"number"`
+		Size     json.RawMessage `json:"size"`
+		Messages json.RawMessage `json:"messages"`
 	}
 	if err := json.Unmarshal(raw, &p); err != nil || bytes.TrimSpace(raw)[0] != '{' {
-		return trackingBad(`paging must be an object {"number": ..., "size": ...}, got %s`, trackingShort(raw))
+		return trackingBad(`paging must be an object {"number": ..., "size": ..., "messages": {"number": ..., "size": ...}}, got %s`, trackingShort(raw))
 	}
-	absent := func(r json.RawMessage) bool { return len(r) == 0 || string(r) == "null" }
-	if absent(p.Number) && absent(p.Size) {
+	if err := q.parseMessagesPaging(p.Messages); err != nil {
+		return err
+	}
+	if trackingAbsent(p.Number) && trackingAbsent(p.Size) {
 		return nil
 	}
 	number := 1
-	if !absent(p.Number) {
+	if !trackingAbsent(p.Number) {
 		n, err := trackingInt(p.Number)
 		if err != nil || n < 1 {
 			return trackingBad("paging.number must be a page number from 1, got %s", trackingShort(p.Number))
 		}
 		number = n
 	}
-	if absent(p.Size) {
+	if trackingAbsent(p.Size) {
 		return trackingBad("paging.size is required with paging (1 to %d)", trackingMaxPageSize)
 	}
 	size, err := trackingInt(p.Size)
@@ -628,6 +694,40 @@ func (q *trackingQuery) parsePaging(raw json.RawMessage) error {
 	q.filter.Page, q.filter.PageSize = number, size
 	return nil
 }
+
+// parseMessagesPaging parses paging.messages {number, size}: the page of each request's
+// messages, number from 1 (default 1), size from 1 to trackingMaxMessages (default the most).
+func (q *trackingQuery) parseMessagesPaging(raw json.RawMessage) error {
+	if trackingAbsent(raw) {
+		return nil
+	}
+	var p struct {
+		Number json.RawMessage `json:"number"`
+		Size   json.RawMessage `json:"size"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil || bytes.TrimSpace(raw)[0] != '{' {
+		return trackingBad(`paging.messages must be an object {"number": ..., "size": ...}, got %s`, trackingShort(raw))
+	}
+	if !trackingAbsent(p.Number) {
+		n, err := trackingInt(p.Number)
+		if err != nil || n < 1 {
+			return trackingBad("paging.messages.number must be a page number from 1, got %s", trackingShort(p.Number))
+		}
+		q.filter.MessagePage = n
+	}
+	if !trackingAbsent(p.Size) {
+		n, err := trackingInt(p.Size)
+		if err != nil || n < 1 || n > trackingMaxMessages {
+			return trackingBad("paging.messages.size must be a number from 1 to %d, got %s", trackingMaxMessages, trackingShort(p.Size))
+		}
+		q.filter.MessagePageSize = n
+	}
+	q.messagesGiven = true
+	return nil
+}
+
+// trackingAbsent reports whether a JSON member is missing or null.
+func trackingAbsent(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
 
 // trackingInt reads a whole number given as a JSON number or a numeric string.
 func trackingInt(raw json.RawMessage) (int, error) {

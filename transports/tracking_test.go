@@ -286,6 +286,13 @@ func TestTrackingCriteria(t *testing.T) {
 		{"repeated dates intersect", search(crit("receivedDate", []string{"2024-05-01", "2024-05-02"}), crit("receivedDate", []string{"2024-05-02", "2024-05-03"})), "d2:0,1"},
 		{"repeated dates disjoint", search(crit("receivedDate", "2024-05-01"), crit("receivedDate", "2024-05-02")), ""},
 		{"repeated id", search(crit("id", []string{trackingD1, trackingD2}), crit("id", trackingD2)), "d2:0,1"},
+		{"batchReference", search(crit("batchReference", "BATCH-1")), "d1:0,1,2"},
+		{"batchReference OR, any by case", search(crit("BatchReference", []string{"BATCH-2", "BATCH-4", "nope"})), "d4: d2:0,1"},
+		{"batchReference is exact", search(crit("batchReference", "batch-1")), ""},
+		{"batchReference is not a record id", search(crit("batchReference", "c-1")), ""},
+		{"batchReference AND status", search(crit("batchReference", []string{"BATCH-1", "BATCH-2"}), crit("messageStatus", "Complete")), "d2:1 d1:0"},
+		{"repeated batchReference: values in both", search(crit("batchReference", []string{"BATCH-1", "BATCH-2"}), crit("batchReference", "BATCH-2")), "d2:0,1"},
+		{"repeated batchReference: none in both", search(crit("batchReference", "BATCH-1"), crit("batchReference", "BATCH-2")), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -347,6 +354,129 @@ func TestTrackingPaging(t *testing.T) {
 	}
 }
 
+// TestTrackingMessagePaging: one response holds at most 1,000 messages of a request;
+// paging.messages pages through the rest, and the summary always counts them all.
+func TestTrackingMessagePaging(t *testing.T) {
+	const n = 2500
+	big := make([]trackingMsg, n)
+	for i := range big {
+		big[i] = trackingMsg{ref: fmt.Sprint("r-", i), typ: "call", status: tracker.Complete}
+		if i%2 == 1 {
+			big[i].status = tracker.Failed
+		}
+	}
+	api, _ := newTrackingAPI(t, []trackingReq{
+		{id: "big", client: "demo", batch: "BIG", received: trackingToday, processed: trackingToday, msgs: big},
+		{id: "small", client: "demo", batch: "SMALL", received: trackingToday.Add(-time.Hour), processed: trackingToday, msgs: big[:3]},
+	})
+	type page struct {
+		big, small []int // payload indexes, from the external references
+	}
+	get := func(paging string) (page, trackingOut) {
+		t.Helper()
+		body := `{"search": [{"by": "receivedDate", "value": "2024-05-03"}]`
+		if paging != "" {
+			body += `, "paging": ` + paging
+		}
+		out := trackingSearch(t, api, "demo", body+`}`)
+		var p page
+		for _, r := range out.Data.Requests {
+			var idx []int
+			for _, m := range r.Payload {
+				var i int
+				fmt.Sscanf(*m.ExternalReference, "r-%d", &i)
+				idx = append(idx, i)
+			}
+			switch r.ID {
+			case "big":
+				p.big = idx
+				if (r.MessageStatusSummary != trackingSummary{Total: n, Complete: n / 2, Failed: n / 2}) {
+					t.Fatalf("%s: big's summary %+v", paging, r.MessageStatusSummary)
+				}
+			case "small":
+				p.small = idx
+			}
+		}
+		return p, out
+	}
+	span := func(from, to, step int) []int {
+		var out []int
+		for i := from; i < to; i += step {
+			out = append(out, i)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		paging     string
+		big, small []int
+		echo       *trackingMessagesPaging
+	}{
+		{``, span(0, 1000, 1), span(0, 3, 1), nil},
+		{`{"number": 1, "size": 10}`, span(0, 1000, 1), span(0, 3, 1), nil},
+		{`{"messages": {"number": 2}}`, span(1000, 2000, 1), nil, &trackingMessagesPaging{Number: 2, Size: 1000}},
+		{`{"messages": {"number": "3", "size": "1000"}}`, span(2000, 2500, 1), nil, &trackingMessagesPaging{Number: 3, Size: 1000}},
+		{`{"messages": {"number": 4}}`, nil, nil, &trackingMessagesPaging{Number: 4, Size: 1000}},
+		{`{"messages": {"size": 2}}`, span(0, 2, 1), span(0, 2, 1), &trackingMessagesPaging{Number: 1, Size: 2}},
+		{`{"number": 1, "size": 1, "messages": {"number": 2, "size": 2}}`, span(2, 4, 1), nil, &trackingMessagesPaging{Number: 2, Size: 2}},
+		{`{"messages": {"number": 99999999999, "size": 1000}}`, nil, nil, &trackingMessagesPaging{Number: 99999999999, Size: 1000}},
+	} {
+		p, out := get(c.paging)
+		if !slices.Equal(p.big, c.big) || !slices.Equal(p.small, c.small) {
+			t.Errorf("paging %s: big %d messages from %v, small %v", c.paging, len(p.big), p.big[:min(len(p.big), 1)], p.small)
+		}
+		if got := out.Data.Paging.Messages; (got == nil) != (c.echo == nil) || (got != nil && *got != *c.echo) {
+			t.Errorf("paging %s: echoed %+v, want %+v", c.paging, got, c.echo)
+		}
+		if len(out.Data.Requests) != 2 && c.paging != `{"number": 1, "size": 1, "messages": {"number": 2, "size": 2}}` {
+			t.Errorf("paging %s: %d requests, want both (message paging selects no request away)", c.paging, len(out.Data.Requests))
+		}
+	}
+	// With a status criterion the pages are of the matching messages.
+	out := trackingSearch(t, api, "demo", `{"search": [{"by": "batchReference", "value": "BIG"}, {"by": "messageStatus", "value": "Failed"}], "paging": {"messages": {"number": 2}}}`)
+	if pl := out.Data.Requests[0].Payload; len(pl) != 250 || *pl[0].ExternalReference != "r-2001" || pl[0].MessageStatus != "Failed" {
+		t.Fatalf("failed messages, page 2: %d, first %v", len(pl), pl[0])
+	}
+}
+
+// trackingWriteCounter is a ResponseWriter that records the size of every Write.
+type trackingWriteCounter struct {
+	*httptest.ResponseRecorder
+	writes []int
+}
+
+func (w *trackingWriteCounter) Write(b []byte) (int, error) {
+	w.writes = append(w.writes, len(b))
+	return w.ResponseRecorder.Write(b)
+}
+
+// TestTrackingStreamed: a search's response is written request by request, never encoded
+// whole in one buffer.
+func TestTrackingStreamed(t *testing.T) {
+	var reqs []trackingReq
+	for r := range 20 {
+		msgs := make([]trackingMsg, 200)
+		for i := range msgs {
+			msgs[i] = trackingMsg{ref: fmt.Sprintf("r-%d-%d", r, i), typ: "call", status: tracker.Failed, errs: []string{"the sink refused it"}}
+		}
+		reqs = append(reqs, trackingReq{id: fmt.Sprint("req-", r), client: "demo", received: trackingToday.Add(-time.Duration(r) * time.Minute), processed: trackingToday, msgs: msgs})
+	}
+	api, _ := newTrackingAPI(t, reqs)
+	w := &trackingWriteCounter{ResponseRecorder: httptest.NewRecorder()}
+	api.Search(w, httptest.NewRequest(http.MethodPost, "/tracking", strings.NewReader(`{}`)), "demo", "Demo Partner")
+	var out trackingOut
+	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || w.Code != http.StatusOK || len(out.Data.Requests) != 20 || len(out.Data.Requests[19].Payload) != 200 {
+		t.Fatalf("%d %v: %.200s", w.Code, err, w.Body.String())
+	}
+	total, largest := 0, 0
+	for _, n := range w.writes {
+		total += n
+		largest = max(largest, n)
+	}
+	if len(w.writes) < 20 || largest > total/10 {
+		t.Fatalf("%d bytes in %d writes, the largest %d bytes: not written request by request", total, len(w.writes), largest)
+	}
+}
+
 func TestTrackingSorts(t *testing.T) {
 	api, _ := trackingFixture(t)
 	all := `"search": [{"by": "receivedDate", "value": ["2024-05-01", "2024-05-03"]}]`
@@ -400,6 +530,7 @@ func TestTrackingScoping(t *testing.T) {
 	for _, c := range []struct{ body, want string }{
 		{`{"search": [{"by": "id", "value": "` + trackingD1 + `"}]}`, ""},              // demo's request, asked by other
 		{`{"search": [{"by": "externalReference", "value": "BATCH-1"}]}`, "o1:0"},      // same batch reference in both clients
+		{`{"search": [{"by": "batchReference", "value": "BATCH-1"}]}`, "o1:0"},         // same batch reference in both clients
 		{`{"search": [{"by": "externalReference", "value": ["c-1", "q-1"]}]}`, "o1:0"}, // same record id in both clients
 		{`{"search": [{"by": "messageStatus", "value": ["Failed", "Queued", "Complete"]}]}`, "o1:0"},
 		{`{"search": [{"by": "receivedDate", "value": ["2024-01-01", "2024-12-31"]}]}`, "o1:0"},
@@ -601,7 +732,7 @@ func TestTrackingBadRequests(t *testing.T) {
 		{"criterion not an object", s(`"id"`), `search[0] must be an object {"by": ..., "value": ...}, got "id"`},
 		{"criterion null", s(`null`), `search[0] must be an object`},
 		{"unknown by", s(`{"by": "colour", "value": "red"}`), `search[0].by "colour" is not one of messageType, messageStatus, receivedDate, id, externalReference`},
-		{"by missing", s(`{"value": "red"}`), `search[0].by must be one of messageType, messageStatus, receivedDate, id, externalReference, got nothing`},
+		{"by missing", s(`{"value": "red"}`), `search[0].by must be one of messageType, messageStatus, receivedDate, id, externalReference, batchReference, got nothing`},
 		{"by not a string", s(`{"by": 3, "value": "red"}`), `search[0].by must be one of`},
 		{"value missing", s(`{"by": "id"}`), `search[0].value (id) must be a string or a non-empty list of strings, got nothing`},
 		{"value empty list", s(`{"by": "id", "value": []}`), `search[0].value (id) must be a string or a non-empty list of strings, got []`},
@@ -614,7 +745,12 @@ func TestTrackingBadRequests(t *testing.T) {
 		{"from after to", s(`{"by": "receivedDate", "value": ["2018-10-02", "2018-10-01"]}`), `from "2018-10-02" is after to "2018-10-01"`},
 		{"too many values", s(`{"by": "externalReference", "value": [` + strings.Repeat(`"r",`, 1000) + `"r"]}`), `search[0].value (externalReference) has 1001 values; at most 1000 are allowed`},
 		{"repeated externalReference", s(`{"by": "externalReference", "value": "a"}, {"by": "externalReference", "value": "b"}`), `search[1]: externalReference is given more than once`},
-		{"paging not an object", `{"paging": [1, 10]}`, `paging must be an object {"number": ..., "size": ...}, got [1, 10]`},
+		{"paging not an object", `{"paging": [1, 10]}`, `paging must be an object {"number": ..., "size": ..., "messages": {"number": ..., "size": ...}}, got [1, 10]`},
+		{"messages paging not an object", `{"paging": {"messages": 5}}`, `paging.messages must be an object {"number": ..., "size": ...}, got 5`},
+		{"messages page size 0", `{"paging": {"messages": {"size": 0}}}`, `paging.messages.size must be a number from 1 to 1000, got 0`},
+		{"messages page size over max", `{"paging": {"number": 1, "size": 10, "messages": {"number": 1, "size": "1001"}}}`, `paging.messages.size must be a number from 1 to 1000, got "1001"`},
+		{"messages page number 0", `{"paging": {"messages": {"number": 0, "size": 10}}}`, `paging.messages.number must be a page number from 1, got 0`},
+		{"messages page number not a number", `{"paging": {"messages": {"number": "two"}}}`, `paging.messages.number must be a page number from 1, got "two"`},
 		{"page size 0", `{"paging": {"number": 1, "size": 0}}`, `paging.size must be a number from 1 to 1000, got 0`},
 		{"page size negative", `{"paging": {"number": 1, "size": -5}}`, `paging.size must be a number from 1 to 1000, got -5`},
 		{"page size over max", `{"paging": {"number": 1, "size": 1001}}`, `paging.size must be a number from 1 to 1000, got 1001`},

@@ -1,10 +1,12 @@
 // Command gateway-bench measures the gateway as partners see it: it builds and starts the real
 // binary on a fresh data folder (embedded SQLite, synchronous=FULL), pushes over loopback HTTP,
 // and reports 202 latency percentiles, request rates, end-to-end records/s until every record is
-// Complete in the tracker and in the sink, and the gateway's peak RSS.
+// Complete in the tracker and in the sink, and the gateway's peak RSS. The soak scenario (run
+// only when asked) offers a steady load for minutes and samples database size, RSS and backlog.
 //
-//	go run ./cmd/gateway-bench                # all scenarios, 3 runs each, medians reported
+//	go run ./cmd/gateway-bench                # all scenarios but soak, 3 runs each, medians reported
 //	go run ./cmd/gateway-bench -runs 5 -only small
+//	go run ./cmd/gateway-bench -only soak -rate 1000 -duration 10m -retention 1m
 package main
 
 import (
@@ -35,9 +37,23 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 3, "repetitions of each scenario (medians are reported)")
-	only := flag.String("only", "", "run one scenario: big1, big4, small, steady, e2e")
+	only := flag.String("only", "", "run one scenario: big1, big4, small, steady, e2e, soak")
 	config := flag.String("config", "examples/gateway.yaml", "gateway configuration")
+	var so soakOptions
+	flag.IntVar(&so.rate, "rate", 1000, "soak: records per second offered")
+	flag.IntVar(&so.batch, "batch", 10, "soak: records per push")
+	flag.DurationVar(&so.duration, "duration", 10*time.Minute, "soak: how long the load lasts")
+	flag.DurationVar(&so.sample, "sample", 10*time.Second, "soak: how often size and memory are sampled")
+	flag.IntVar(&so.ids, "ids", 50000, "soak: distinct record ids, reused in turn")
+	flag.StringVar(&so.retention, "retention", "", "soak: retention.tracking and retention.payloads to configure (e.g. 1m); empty keeps the config's")
 	flag.Parse()
+	if *only == "soak" {
+		if err := soakRun(*config, so); err != nil {
+			fmt.Fprintln(os.Stderr, "gateway-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := benchAll(*runs, *only, *config); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
 		os.Exit(1)
@@ -84,6 +100,32 @@ func benchAll(runs int, only, config string) error {
 		}
 		fmt.Printf("%-6s median of %d: %s\n", sc.name, runs, format(nil, results))
 	}
+	return nil
+}
+
+// soakRun runs the soak scenario once on a fresh data folder and prints its figures.
+func soakRun(config string, o soakOptions) error {
+	bin, err := build()
+	if err != nil {
+		return err
+	}
+	cfg, err := soakConfig(config, o.retention)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(cfg))
+	g, err := start(bin, cfg)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	fmt.Fprintf(os.Stderr, "soak: %s\n", describeSoak(o))
+	res, err := soak(g, o)
+	if err != nil {
+		return fmt.Errorf("soak: %w", err)
+	}
+	res["peak_rss_mb"] = g.peakRSSMB()
+	fmt.Printf("soak (%s): %s\n", describeSoak(o), format(res, nil))
 	return nil
 }
 
@@ -415,13 +457,16 @@ func (g *gatewayProc) completeByID(id string) (int64, error) {
 }
 
 // peakRSSMB is the gateway's high-water resident set size (VmHWM).
-func (g *gatewayProc) peakRSSMB() float64 {
+func (g *gatewayProc) peakRSSMB() float64 { return g.procStatusMB("VmHWM:") }
+
+// procStatusMB reads a kB field of the gateway's /proc/PID/status (e.g. "VmRSS:") in MB.
+func (g *gatewayProc) procStatusMB(field string) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}

@@ -12,12 +12,15 @@ import (
 // TestCrashAfterAcknowledgement kills the gateway with SIGKILL right after a burst of pushes has
 // been acknowledged, restarts it on the same data folder, and checks that every acknowledged
 // record reaches a terminal status and lands in the sink exactly once.
-func TestCrashAfterAcknowledgement(t *testing.T) {
+func TestCrashAfterAcknowledgement(t *testing.T) { forEachBackend(t, testCrashAfterAcknowledgement) }
+
+func testCrashAfterAcknowledgement(t *testing.T, b gatewayBackend) {
+	cfg := b.config(t, exampleConfig)
 	if testing.Short() {
 		t.Skip("builds and kills the real binary")
 	}
 	dataDir := t.TempDir()
-	g, cmd := startProcess(t, exampleConfig, dataDir)
+	g, cmd := startProcess(t, cfg, dataDir)
 
 	type pushed struct {
 		requestID string
@@ -54,7 +57,7 @@ func TestCrashAfterAcknowledgement(t *testing.T) {
 	}
 	t.Logf("%d pushes acknowledged; %v records in the sink when killed", len(accepted), before)
 
-	g2, _ := startProcess(t, exampleConfig, dataDir)
+	g2, _ := startProcess(t, cfg, dataDir)
 	total := 0
 	for _, p := range accepted {
 		r := g2.waitComplete(t, p.requestID, 2*time.Minute)

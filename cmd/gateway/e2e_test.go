@@ -18,8 +18,11 @@ import (
 
 // TestSeedPushEndToEnd pushes the Push API document's example request byte for byte and
 // follows both records into the sink tables and the tracker.
-func TestSeedPushEndToEnd(t *testing.T) {
-	g := startGateway(t, exampleConfig, t.TempDir())
+func TestSeedPushEndToEnd(t *testing.T) { forEachBackend(t, testSeedPushEndToEnd) }
+
+func testSeedPushEndToEnd(t *testing.T, b gatewayBackend) {
+	cfg := b.config(t, exampleConfig)
+	g := startGateway(t, cfg, t.TempDir())
 	body, err := os.ReadFile("testdata/seed000_push.json")
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +78,11 @@ func assertRow(t *testing.T, row, want map[string]any) {
 
 // TestInvalidAndUpsert: a record of an unknown type ends Invalid with the rule's message; a
 // record pushed again with the same id updates its sink row instead of adding one.
-func TestInvalidAndUpsert(t *testing.T) {
-	g := startGateway(t, exampleConfig, t.TempDir())
+func TestInvalidAndUpsert(t *testing.T) { forEachBackend(t, testInvalidAndUpsert) }
+
+func testInvalidAndUpsert(t *testing.T, b gatewayBackend) {
+	cfg := b.config(t, exampleConfig)
+	g := startGateway(t, cfg, t.TempDir())
 	id := g.push(t, []byte(`{"format":"activity","payload":[
 		{"id":"x1","type":"email","timestamp":"2020-05-18T21:15:00Z"},
 		{"id":"c1","type":"call","timestamp":"2020-05-18T21:15:00Z","duration":"PT1M","user_email":"A@B.C"}]}`))
@@ -233,6 +239,10 @@ func TestPushContract(t *testing.T) {
 // are retried with backoff and complete once the sink recovers; a sink refusing a record (4xx)
 // ends it Failed with the sink's message.
 func TestSinkOutageIsolatedAndRetried(t *testing.T) {
+	forEachBackend(t, testSinkOutageIsolatedAndRetried)
+}
+
+func testSinkOutageIsolatedAndRetried(t *testing.T, b gatewayBackend) {
 	var healthy atomic.Bool
 	var posts atomic.Int32
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -259,7 +269,7 @@ sinks:
 clients:
   - {id: demo, name: Demo, secret: demo-secret, formats: [activity], scopes: [push, tracking]}
 `), 0o644)
-	g := startGateway(t, cfg, t.TempDir())
+	g := startGateway(t, b.config(t, cfg), t.TempDir())
 	id := g.push(t, []byte(`{"format":"activity","payload":[
 		{"id":"c1","type":"call","timestamp":"2020-05-18T21:15:00Z","duration":"PT1M","user_email":"a@b.c"},
 		{"id":"q1","type":"quote","timestamp":"2020-05-18T21:15:00Z","user_email":"a@b.c","amount":1}]}`))
@@ -294,8 +304,11 @@ clients:
 
 // TestClientsKeepTheirOwnRows: two clients pushing records with the same ids each keep their own
 // sink row; neither overwrites nor reveals the other's (upsert identity is (client, key)).
-func TestClientsKeepTheirOwnRows(t *testing.T) {
-	g := startGateway(t, exampleConfig, t.TempDir())
+func TestClientsKeepTheirOwnRows(t *testing.T) { forEachBackend(t, testClientsKeepTheirOwnRows) }
+
+func testClientsKeepTheirOwnRows(t *testing.T, b gatewayBackend) {
+	cfg := b.config(t, exampleConfig)
+	g := startGateway(t, cfg, t.TempDir())
 	record := func(contact string) []byte {
 		return []byte(`{"format":"activity","payload":[{"id":"shared-1","type":"call","timestamp":"2020-05-18T21:15:00Z",
 			"duration":"PT1M","user_email":"a@b.c","contact":"` + contact + `","direction":"inbound"}]}`)

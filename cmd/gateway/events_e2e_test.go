@@ -14,13 +14,16 @@ import (
 // TestEventFlowSurvivesRestart follows the README: a token from /connect/token, the seed's
 // example event sent with it (201 {"_id": n}), the event found in tracking; after a restart on
 // the same data folder the token still works and _id keeps increasing.
-func TestEventFlowSurvivesRestart(t *testing.T) {
+func TestEventFlowSurvivesRestart(t *testing.T) { forEachBackend(t, testEventFlowSurvivesRestart) }
+
+func testEventFlowSurvivesRestart(t *testing.T, b gatewayBackend) {
+	cfg := b.config(t, exampleConfig)
 	dataDir := t.TempDir()
 	event, err := os.ReadFile("testdata/seed001_event.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := startGateway(t, exampleConfig, dataDir)
+	g := startGateway(t, cfg, dataDir)
 
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"events tracking"}}
 	status, hdr, out := g.do(t, "POST", "/connect/token", "demo", "demo-secret", "application/x-www-form-urlencoded", []byte(form.Encode()))
@@ -68,7 +71,7 @@ func TestEventFlowSurvivesRestart(t *testing.T) {
 	}
 
 	g.stop()
-	g2 := startGateway(t, exampleConfig, dataDir)
+	g2 := startGateway(t, cfg, dataDir)
 	if third := send(g2); third != second+1 {
 		t.Fatalf("_id after restart = %d, want %d", third, second+1)
 	}

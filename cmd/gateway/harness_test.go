@@ -28,11 +28,12 @@ type gateway struct {
 	stop    func()
 }
 
-var listenLine = regexp.MustCompile(`addr=(https?://\S+)`)
+// listenLine finds the address in the listen line, logged as text or JSON.
+var listenLine = regexp.MustCompile(`(?:addr=|"addr":")(https?://[^\s"]+)`)
 
-// startGateway runs `serve` through run() on 127.0.0.1:0 with dataDir and config, and waits
-// until it listens. It stops at test cleanup.
-func startGateway(t *testing.T, configPath, dataDir string) *gateway {
+// startGateway runs `serve` through run() on 127.0.0.1:0 with dataDir, config and any extra
+// flags, and waits until it listens. It stops at test cleanup.
+func startGateway(t *testing.T, configPath, dataDir string, flags ...string) *gateway {
 	t.Helper()
 	logs := &syncBuffer{}
 	addrCh := make(chan string, 1)
@@ -47,13 +48,14 @@ func startGateway(t *testing.T, configPath, dataDir string) *gateway {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--config", configPath, "--addr", "127.0.0.1:0", "--data", dataDir},
-			func(string) string { return "" }, strings.NewReader(""), io.Discard, w)
+		args := append([]string{"serve", "--config", configPath, "--addr", "127.0.0.1:0", "--data", dataDir}, flags...)
+		done <- run(ctx, args, func(string) string { return "" }, strings.NewReader(""), io.Discard, w)
 	}()
 	g := &gateway{DataDir: dataDir, logs: logs}
 	select {
 	case addr := <-addrCh:
 		g.URL = addr
+		validateResponsesOf(hostPort(addr))
 	case err := <-done:
 		cancel()
 		t.Fatalf("gateway exited before listening: %v\n%s", err, logs.String())
@@ -121,6 +123,7 @@ func startProcess(t *testing.T, configPath, dataDir string) (*gateway, *exec.Cmd
 	select {
 	case addr := <-addrCh:
 		g.URL = addr
+		validateResponsesOf(hostPort(addr))
 	case <-time.After(60 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("gateway process did not start:\n%s", logs.String())
@@ -278,3 +281,8 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 
 // exampleConfig is the shipped example configuration.
 const exampleConfig = "../../examples/gateway.yaml"
+
+// hostPort strips the scheme of a listen URL.
+func hostPort(url string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+}

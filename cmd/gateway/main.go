@@ -4,6 +4,9 @@
 //	gateway serve --config examples/gateway.yaml [--addr HOST:PORT] [--data DIR]
 //	gateway check --config FILE
 //	gateway map   --config FILE --format NAME [FILE|-]
+//	gateway replay --config FILE (--request ID | --status Failed|Invalid [--since T] [--format F])
+//
+// Every command takes --log-level debug|info|warn|error and --log-format text|json.
 package main
 
 import (
@@ -35,6 +38,10 @@ const usage = `usage:
   gateway serve --config FILE [--addr HOST:PORT] [--data DIR]   run the gateway
   gateway check --config FILE                                   check config and mappings, run mapping tests
   gateway map --config FILE --format NAME [FILE|-]              dry-run a record or envelope through a mapping
+  gateway replay --config FILE (--request ID | --status Failed|Invalid [--since T] [--format F])
+                                                                run Failed/Invalid messages again
+
+every command also takes --log-level debug|info|warn|error and --log-format text|json (logs go to stderr)
 `
 
 // run is the whole program; tests call it directly. It returns when the command is done or,
@@ -52,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = check(args[1:], getenv, stdout, stderr)
 	case "map":
 		err = mapCmd(args[1:], getenv, stdin, stdout, stderr)
+	case "replay":
+		err = replayCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:

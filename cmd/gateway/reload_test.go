@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/opengw/gateway/internal/metrics/metricstest"
 )
 
 // copyExample copies examples/gateway.yaml and examples/mappings into a temporary folder
@@ -155,5 +157,10 @@ func TestHotReload(t *testing.T) {
 	g.waitLog(t, regexp.MustCompile(`msg="mappings reloaded" .*versions="activity=`+v1+` `), 10*time.Second)
 	if got := g.dryRunVersion(t); got != v1 {
 		t.Errorf("after restoring the file, dry run serves %s, want %s", got, v1)
+	}
+	page := g.metrics(t)
+	if applied, refused := metricstest.Sample(page, `gateway_mapping_reloads_total{result="applied"}`),
+		metricstest.Sample(page, `gateway_mapping_reloads_total{result="refused"}`); applied != 2 || refused != 1 {
+		t.Errorf("reload metrics: %v applied, %v refused; want 2, 1", applied, refused)
 	}
 }

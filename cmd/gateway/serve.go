@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/opengw/gateway/internal/config"
+	"github.com/opengw/gateway/internal/integrations"
+	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
 	"github.com/opengw/gateway/sinks"
@@ -28,10 +31,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
 	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
 	database := fs.String("database", "", "postgres:// URL of a database shared by several nodes (default from config; empty: embedded SQLite)")
+	logFlags := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := logFlags.logger(stderr)
+	if err != nil {
+		return err
+	}
 
 	cfg, set, err := loadAll(*cfgPath, getenv)
 	if err != nil {
@@ -46,27 +53,36 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if *database != "" {
 		cfg.Database = *database
 	}
-	be, err := openBackend(cfg, log)
+	be, err := openBackend(cfg, log, forServe)
 	if err != nil {
 		return err
 	}
 	defer be.close()
 	st := be.store
-	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir)
+	sinkSet, err := sinks.Open(cfg.Sinks, cfg.DataDir, be.sinkOptions...)
 	if err != nil {
 		return fmt.Errorf("open sinks: %w", err)
 	}
 	defer sinkSet.Close()
 
+	mx := metrics.New()
+	mx.WatchQueue(st.Queue(), append(slices.Sorted(maps.Keys(pipeline.QueueTopics(cfg.SinkNames()))),
+		pipeline.TopicEvents, integrations.TopicPlatform)...)
 	var current atomic.Pointer[mappings.Set]
 	current.Store(set)
 	pl, err := pipeline.New(pipeline.Config{
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
 		RetryBackoff: pipeline.DoublingBackoff(cfg.Pipeline.RetryBackoff, cfg.Pipeline.MaxRetryBackoff),
-		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Log: log,
+		MaxBacklog:   max(cfg.Pipeline.MaxBacklog, 0), Metrics: mx, Log: log,
 		RetainRecords: cfg.Retention.Payloads, RetainTracking: cfg.Retention.Tracking,
+		// Status events feed the integrations; without a hub no client can have one.
+		PublishEvents: slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.Hubs) > 0 }),
 	})
+	if err != nil {
+		return err
+	}
+	hooks, err := newWebhooks(cfg, st, be.integrations, log)
 	if err != nil {
 		return err
 	}
@@ -84,33 +100,47 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Tokens:   issuer,
 		Intake:   pl,
 		Mappings: current.Load,
-		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Log: log},
+		Tracking: &transports.TrackingAPI{Store: st.Tracker(), Replayer: pl, Log: log},
 		Limits:   transports.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxInflightBytes: cfg.Limits.MaxInflightBytes},
 		Throttle: transports.NewThrottle(clients, cfg.Limits.AuthFailuresPerSecond, cfg.Limits.AuthFailureBurst),
 		Log:      log,
+		Metrics:  mx,
+		Ready: []*transports.Check{
+			{Name: "database", Run: st.Ping},
+			{Name: "router", Run: func(context.Context) error { return pl.CheckRouter() }},
+			{Name: "backlog", Run: func(context.Context) error { return pl.CheckBacklog() }},
+		},
+
+		Integrations: hooks.api,
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	// Requests' contexts end with runCtx, so that WebSocket streams (hijacked connections that
+	// Shutdown does not wait for) stop before the store closes.
 	httpSrv, err := newHTTPServer(cfg, srv.Handler(), log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	httpSrv.BaseContext = func(net.Listener) context.Context { return runCtx }
 
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
 	pipelineDone := make(chan error, 1)
 	go func() { pipelineDone <- pl.Run(runCtx) }()
+	hooks.start(runCtx)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
-	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "data", cfg.DataDir,
+	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "storage", be.describe,
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.
-	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log, OnChange: current.Store,
-		Check: func(s *mappings.Set) error { return checkAssigned(cfg, s) }}
+	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log,
+		OnChange: func(s *mappings.Set) { current.Store(s); mx.MappingReload(metrics.ReloadApplied) },
+		OnRefuse: func(error) { mx.MappingReload(metrics.ReloadRefused) },
+		Check:    func(s *mappings.Set) error { return checkAssigned(cfg, s) }}
 	watcher.Start(set)
 	defer watcher.Stop()
 
@@ -132,7 +162,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err := pl.Close(); err != nil {
 		log.Warn("pipeline shutdown", "err", err)
 	}
-	cancel()
+	if err := hooks.stop(cancel); err != nil {
+		log.Warn("webhooks shutdown", "err", err)
+	}
 	<-pipelineDone
 	return nil
 }

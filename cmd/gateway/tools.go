@@ -20,7 +20,12 @@ func check(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "examples/gateway.yaml", "configuration file")
+	logFlags := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := logFlags.logger(stderr)
+	if err != nil {
 		return err
 	}
 	_, set, err := loadAll(*cfgPath, getenv)
@@ -38,6 +43,7 @@ func check(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	passed, failed := 0, 0
 	for _, format := range set.Formats() {
 		m, _ := set.Get(format)
+		log.Debug("running mapping tests", "format", format, "file", m.File, "version", m.Version)
 		for _, r := range m.RunTests() {
 			if r.Passed {
 				passed++
@@ -61,11 +67,15 @@ func mapCmd(args []string, getenv func(string) string, stdin io.Reader, stdout, 
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "examples/gateway.yaml", "configuration file")
 	format := fs.String("format", "", "format (mapping) to use; default: the envelope's format")
+	logFlags := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	log, err := logFlags.logger(stderr)
+	if err != nil {
+		return err
+	}
 	var input []byte
-	var err error
 	switch src := fs.Arg(0); src {
 	case "", "-":
 		input, err = io.ReadAll(stdin)
@@ -94,6 +104,7 @@ func mapCmd(args []string, getenv func(string) string, stdin io.Reader, stdout, 
 	if !ok {
 		return fmt.Errorf("unknown format %q (known: %v)", name, set.Formats())
 	}
+	log.Debug("dry run", "format", name, "file", m.File, "version", m.Version, "records", len(records))
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(m.DryRun(records))

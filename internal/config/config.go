@@ -19,7 +19,7 @@ import (
 )
 
 // Scopes a client may hold; each guards one API.
-var Scopes = []string{"push", "events", "tracking", "integrations"}
+var Scopes = []string{"push", "events", "tracking", "integrations", "internal"}
 
 // Config is the whole gateway configuration.
 type Config struct {
@@ -36,6 +36,7 @@ type Config struct {
 	Auth      Auth                    `yaml:"auth"`
 	Sinks     map[string]sinks.Config `yaml:"sinks"`
 	Clients   []Client                `yaml:"clients"`
+	Webhooks  Webhooks                `yaml:"webhooks"`
 
 	// File is the path the configuration was read from.
 	File string `yaml:"-"`
@@ -96,6 +97,15 @@ type Retention struct {
 	Payloads time.Duration `yaml:"payloads"`
 	// Tracking: tracked requests and their messages; default 2160h (90 days).
 	Tracking time.Duration `yaml:"tracking"`
+}
+
+// Webhooks configures the integrations' outbound webhooks. Zero values take the defaults of
+// package integrations (timeout 15s, key overlap 24h, schedule 5s 5m 30m 2h 5h 10h 10h).
+type Webhooks struct {
+	AllowPrivate bool            `yaml:"allow_private"` // allow private, loopback, link-local targets (local use only)
+	KeyOverlap   time.Duration   `yaml:"key_overlap"`   // old keys keep signing this long after regenerateKeys
+	Schedule     []time.Duration `yaml:"schedule"`      // waits between attempts; then the delivery fails
+	Timeout      time.Duration   `yaml:"timeout"`       // one webhook request
 }
 
 // Auth configures issued tokens.
@@ -340,6 +350,14 @@ func (c *Config) validate() []problem {
 	if c.Limits.AuthFailureBurst < 0 {
 		add(1, "limits.auth_failure_burst %d must not be negative", c.Limits.AuthFailureBurst)
 	}
+	if c.Webhooks.Timeout < 0 || c.Webhooks.KeyOverlap < 0 {
+		add(1, "webhooks.timeout and webhooks.key_overlap must not be negative")
+	}
+	for i, d := range c.Webhooks.Schedule {
+		if d <= 0 {
+			add(1, "webhooks.schedule[%d] is %s; every wait must be positive", i, d)
+		}
+	}
 	for _, name := range c.SinkNames() {
 		for _, err := range unjoin(c.Sinks[name].Validate(name)) {
 			addAt([]string{"sinks", name, sinkKey(err.Error(), name)}, "%v", err)
@@ -347,6 +365,7 @@ func (c *Config) validate() []problem {
 	}
 	ids := map[string]bool{}
 	tokens := map[string]string{}
+	hubs := map[string]string{}
 	for i, cl := range c.Clients {
 		where := fmt.Sprintf("clients[%d]", i)
 		if cl.ID == "" {
@@ -379,6 +398,12 @@ func (c *Config) validate() []problem {
 				cl.ID, rl.RequestsPerSecond, rl.Burst, rl.RecordsPerSecond)
 		case rl.Burst > 0 && rl.RequestsPerSecond == 0:
 			add(cl.line, "client %q: rate_limit.burst %d needs requests_per_second", cl.ID, rl.Burst)
+		}
+		for _, h := range cl.Hubs {
+			if owner, dup := hubs[h]; dup && owner != cl.ID {
+				add(cl.line, "client %q: hub %q is also owned by client %q (a hub has one owner)", cl.ID, h, owner)
+			}
+			hubs[h] = cl.ID
 		}
 		for _, t := range cl.Tenants {
 			if parts := strings.Split(t, "/"); len(parts) != 2 || parts[0] == "" || parts[1] == "" {

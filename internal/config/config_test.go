@@ -21,8 +21,14 @@ func TestLoadExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Server.Addr != "127.0.0.1:8080" || len(cfg.Clients) != 2 || cfg.Clients[0].ID != "demo" || cfg.Clients[0].Secret != "demo-secret" {
+	if cfg.Server.Addr != "127.0.0.1:8080" || len(cfg.Clients) != 3 || cfg.Clients[0].ID != "demo" || cfg.Clients[0].Secret != "demo-secret" {
 		t.Fatalf("example config = %+v", cfg)
+	}
+	if p := cfg.Clients[2]; p.ID != "platform" || p.Secret != "platform-secret" || len(p.Scopes) != 1 || p.Scopes[0] != "internal" {
+		t.Fatalf("platform client = %+v", p)
+	}
+	if w := cfg.Webhooks; !w.AllowPrivate || w.KeyOverlap.String() != "24h0m0s" || w.Timeout.String() != "15s" || len(w.Schedule) != 7 || w.Schedule[6].String() != "10h0m0s" {
+		t.Fatalf("webhooks = %+v", w)
 	}
 	if got := cfg.MappingsDir(); got != filepath.Join("../../examples", "mappings") {
 		t.Fatalf("mappings dir = %s", got)
@@ -89,5 +95,22 @@ func TestProblemsCarryLines(t *testing.T) {
 				t.Errorf("error does not start with the file name: %q", err)
 			}
 		})
+	}
+}
+
+func TestWebhooksValidation(t *testing.T) {
+	p := write(t, "webhooks:\n  schedule: [1s, 0s]\n  timeout: -1s\n  allow_privat: true\nclients: []\n")
+	_, err := Load(p, nil)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "allow_privat"`) {
+		t.Fatalf("Load = %v, want the misspelt key named", err)
+	}
+	p = write(t, "clients:\n  - id: a\n    hubs: [h1]\n  - id: b\n    hubs: [h2, h1]\n")
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), `client "b": hub "h1" is also owned by client "a"`) {
+		t.Fatalf("Load = %v, want the shared hub named", err)
+	}
+	p = write(t, "webhooks:\n  schedule: [1s, 0s]\n  timeout: -1s\nclients: []\n")
+	_, err = Load(p, nil)
+	if err == nil || !strings.Contains(err.Error(), "webhooks.schedule[1] is 0s") || !strings.Contains(err.Error(), "webhooks.timeout") {
+		t.Fatalf("Load = %v, want the bad schedule entry and timeout named", err)
 	}
 }

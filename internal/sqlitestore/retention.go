@@ -7,10 +7,9 @@ import (
 	"time"
 )
 
-// retentionSchema indexes what Purge walks: requests by received time across clients.
-const retentionSchema = `
-CREATE INDEX IF NOT EXISTS tracker_requests_received ON tracker_requests (received_at);
-`
+// retentionSchema drops an index earlier versions made for the purge: searches were tempted
+// to use it. Requests are numbered as they are accepted, so the oldest come first by seq.
+const retentionSchema = `DROP INDEX IF EXISTS tracker_requests_received;`
 
 // purgeRequestsPerBatch bounds how many requests one Purge call works on.
 const purgeRequestsPerBatch = 10
@@ -52,7 +51,7 @@ func (s *Store) Purge(ctx context.Context, recordsBefore, trackingBefore time.Ti
 // purgeTracking deletes up to limit messages of the oldest requests received before before,
 // then those of them left without messages.
 func purgeTracking(tx *sql.Tx, before time.Time, limit int) (int, error) {
-	const oldest = `SELECT seq FROM tracker_requests WHERE received_at < ?1 ORDER BY received_at LIMIT ?2`
+	const oldest = `SELECT seq FROM (SELECT seq, received_at FROM tracker_requests ORDER BY seq LIMIT ?2) WHERE received_at < ?1`
 	res, err := tx.Exec(`DELETE FROM tracker_messages WHERE (request_seq, idx) IN (
 		SELECT request_seq, idx FROM tracker_messages WHERE request_seq IN (`+oldest+`) LIMIT ?3)`,
 		before.UnixNano(), purgeRequestsPerBatch, limit)

@@ -1,7 +1,7 @@
 // Package sqlitestore is the single-node storage backend (store.Store) on one embedded SQLite
-// database file: the lease-based queue (internal/sqlitequeue), the tracker projection and the
-// intake tables (idempotency keys, event sequence) share the file, so one group-committed
-// transaction (internal/sqlitedb) covers all of them.
+// database file: the lease-based queue (internal/sqlitequeue), the tracker projection, the
+// intake tables (idempotency keys, event sequence) and the integrations (Integrations) share
+// the file, so one group-committed transaction (internal/sqlitedb) covers all of them.
 package sqlitestore
 
 import (
@@ -38,9 +38,10 @@ type Config struct {
 
 // Store implements store.Store on SQLite. It is safe for concurrent use.
 type Store struct {
-	db      *sqlitedb.DB
-	queue   *sqlitequeue.Queue
-	tracker *tracker.SQLite
+	db           *sqlitedb.DB
+	queue        *sqlitequeue.Queue
+	tracker      *tracker.SQLite
+	integrations *Integrations
 
 	closeOnce sync.Once
 	closeErr  error
@@ -83,7 +84,13 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, queue: queue, tracker: trk}, nil
+	integ, err := openIntegrations(db, cfg.Now, cfg.ReleaseLeasesOnStart)
+	if err != nil {
+		queue.Close()
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, queue: queue, tracker: trk, integrations: integ}, nil
 }
 
 // Update runs fn in a transaction of the group-committing writer: fn runs inside its own
@@ -93,20 +100,23 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if store.IsUrgent(ctx) {
 		ctx = sqlitedb.Urgent(ctx)
 	}
-	var published []string
+	var done *tx
 	err := s.db.Write(ctx, func(sqlTx *sql.Tx) error {
 		t := &tx{tx: sqlTx, s: s}
 		if err := fn(t); err != nil {
 			return err
 		}
-		published = t.published
+		done = t
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, topic := range published {
+	for _, topic := range done.published {
 		s.queue.Notify(topic)
+	}
+	for _, f := range done.afterCommit {
+		f()
 	}
 	return nil
 }
@@ -152,10 +162,13 @@ func (queue) Close() error { return nil }
 
 // tx implements store.Tx on one sqlitedb.Write transaction.
 type tx struct {
-	tx        *sql.Tx
-	s         *Store
-	published []string
+	tx          *sql.Tx
+	s           *Store
+	published   []string
+	afterCommit []func()
 }
+
+func (t *tx) AfterCommit(fn func()) { t.afterCommit = append(t.afterCommit, fn) }
 
 func (t *tx) Tracker() tracker.Writer { return trackerTx{t.s.tracker, t.tx} }
 
@@ -194,4 +207,7 @@ func (w trackerTx) Replay(requestID string, indexes []int) ([]int, error) {
 }
 func (w trackerTx) RecordParts(requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
 	return w.t.RecordPartsTx(w.tx, requestID, part, results)
+}
+func (w trackerTx) Retrying(requestID string, indexes []int, lastError string) error {
+	return w.t.RetryingTx(w.tx, requestID, indexes, lastError)
 }

@@ -62,6 +62,10 @@ type Tx interface {
 	// Tracker records status changes in this transaction.
 	Tracker() tracker.Writer
 
+	// AfterCommit runs fn once this transaction has committed, and never if it rolls back: for
+	// what must only see committed state (a completion check, a log line). fn must not block.
+	AfterCommit(fn func())
+
 	// Publish stores msgs on topic in this transaction; subscribers see them after the commit.
 	Publish(topic string, msgs ...*message.Message) error
 	// Ack settles msg, a message the Queue delivered, in this transaction: once committed it is
@@ -133,4 +137,7 @@ type TopicConfig struct {
 	BatchSize int
 	// MaxInFlight is the most messages one process holds delivered and not yet settled.
 	MaxInFlight int
+	// Large says the topic's messages can be big (a fragment of up to 1,000 records): a backend
+	// whose consumers hold each claimed batch in a transaction claims them one at a time.
+	Large bool
 }

@@ -8,6 +8,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 //go:embed static
@@ -32,22 +33,24 @@ var securityHeaders = map[string]string{
 	"Cache-Control": "no-cache",
 }
 
-// Handler serves the console's files under Prefix for GET and HEAD; other methods answer 405
-// with Allow, unknown files 404. It is safe for concurrent use.
-func Handler() http.Handler {
+// Handler serves the console's files under Prefix. The caller routes methods (GET and HEAD
+// only); a path under Prefix that names no file goes to notFound, so that it is answered like
+// any unknown path of the gateway. Handler is safe for concurrent use.
+func Handler(notFound http.Handler) http.Handler {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
 		panic("console: embedded files missing: " + err.Error()) // a build mistake, caught by any test
 	}
 	files := http.StripPrefix(Prefix[:len(Prefix)-1], http.FileServerFS(sub))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name := strings.TrimPrefix(r.URL.Path, Prefix); name != "" {
+			if st, err := fs.Stat(sub, name); err != nil || st.IsDir() {
+				notFound.ServeHTTP(w, r)
+				return
+			}
+		}
 		for k, v := range securityHeaders {
 			w.Header().Set(k, v)
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, r.Method+" is not allowed on "+r.URL.Path+"; use GET", http.StatusMethodNotAllowed)
-			return
 		}
 		files.ServeHTTP(w, r)
 	})

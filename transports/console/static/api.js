@@ -11,20 +11,12 @@ export function apiURL(path) {
   return new URL('..' + path, document.baseURI).toString();
 }
 
-// ApiError is a failed call: status is the HTTP status (0 for a network failure), message
-// the gateway's own explanation, body the parsed JSON body, if any.
+// ApiError is a failed call: status is the HTTP status (0 when the gateway could not be
+// reached), message the gateway's own explanation.
 export class ApiError extends Error {
-  constructor(status, message, body) {
+  constructor(status, message) {
     super(message);
     this.status = status;
-    this.body = body;
-  }
-  // notAvailable reports whether the endpoint does not exist on this gateway (yet): the
-  // gateway's router answers unknown paths 404 "no such endpoint" and wrong methods 405.
-  get notAvailable() {
-    if (this.status === 405) return true;
-    return this.status === 404 && this.body != null && this.body.error === 'not_found' &&
-      typeof this.body.message === 'string' && this.body.message.startsWith('no such endpoint');
   }
 }
 
@@ -73,12 +65,12 @@ export async function signIn(clientId, secret) {
       headers: {Accept: 'application/json'},
     });
   } catch (e) {
-    throw new ApiError(0, 'The gateway could not be reached: ' + e.message, null);
+    throw new ApiError(0, 'The gateway could not be reached: ' + e.message);
   }
   const body = await readJSON(resp);
   if (!resp.ok) {
-    if (resp.status === 401) throw new ApiError(401, 'Unknown client id or wrong secret.', body);
-    throw new ApiError(resp.status, messageOf(body, resp), body);
+    if (resp.status === 401) throw new ApiError(401, 'Unknown client id or wrong secret.');
+    throw new ApiError(resp.status, messageOf(body, resp));
   }
   const s = {
     token: body.access_token,
@@ -98,7 +90,7 @@ export async function api(method, path, body, {signal} = {}) {
   const s = session();
   if (!s) {
     location.reload();
-    throw new ApiError(401, 'Not signed in.', null);
+    throw new ApiError(401, 'Not signed in.');
   }
   const headers = {Authorization: 'Bearer ' + s.token, Accept: 'application/json'};
   const init = {method, headers, cache: 'no-store', credentials: 'omit', signal};
@@ -111,15 +103,15 @@ export async function api(method, path, body, {signal} = {}) {
     resp = await fetch(apiURL(path), init);
   } catch (e) {
     if (e.name === 'AbortError') throw e;
-    throw new ApiError(0, 'The gateway could not be reached: ' + e.message, null);
+    throw new ApiError(0, 'The gateway could not be reached: ' + e.message);
   }
   const data = await readJSON(resp);
   if (resp.status === 401) {
     endSession('The gateway no longer accepts your session; sign in again.');
     location.reload();
-    throw new ApiError(401, 'Signed out.', data);
+    throw new ApiError(401, 'Signed out.');
   }
-  if (!resp.ok) throw new ApiError(resp.status, messageOf(data, resp), data);
+  if (!resp.ok) throw new ApiError(resp.status, messageOf(data, resp));
   return data;
 }
 

@@ -76,12 +76,6 @@ function pick(o, ...keys) {
   return null;
 }
 
-function unavailable(e) {
-  return e.notAvailable
-    ? 'Integrations are not available on this gateway yet (the Integrations API is not served).'
-    : e.message;
-}
-
 async function loadList({focus} = {}) {
   if (!hub) return;
   let data;
@@ -89,7 +83,7 @@ async function loadList({focus} = {}) {
     data = await api('GET', `/api/v1/integrations/hubs/${encodeURIComponent(hub)}`);
   } catch (e) {
     body.hidden = true;
-    notice(message, unavailable(e), 'error');
+    notice(message, e.message, 'error');
     return;
   }
   notice(message, '');
@@ -145,7 +139,7 @@ async function create() {
   try {
     it = await api('POST', `/api/v1/integrations/hubs/${encodeURIComponent(hub)}`, req);
   } catch (e) {
-    notice(createError, unavailable(e), 'error');
+    notice(createError, e.message, 'error');
     return;
   }
   notice(createError, '');
@@ -167,7 +161,7 @@ async function setStatus(it, statusId, fromDetail = false) {
   try {
     await update(it.integrationId, {statusId});
   } catch (e) {
-    notice(message, unavailable(e), 'error');
+    notice(message, e.message, 'error');
     return;
   }
   notice(message, `${it.name} is ${statusName(statusId).toLowerCase()}.`, 'ok');
@@ -183,7 +177,7 @@ async function openDetail(id, {keepFocus = false, note = ''} = {}) {
   try {
     it = await api('GET', `/api/v1/integrations/${encodeURIComponent(id)}`);
   } catch (e) {
-    notice(message, unavailable(e), 'error');
+    notice(message, e.message, 'error');
     return;
   }
   showDetail(it, note, keepFocus);
@@ -273,7 +267,7 @@ async function regenerate(it) {
   try {
     updated = await update(it.integrationId, {configuration: cfg});
   } catch (e) {
-    notice(message, unavailable(e), 'error');
+    notice(message, e.message, 'error');
     return;
   }
   if (!updated || !updated.configuration) return openDetail(it.integrationId, {note: 'New keys generated.'});
@@ -284,7 +278,7 @@ async function remove(it) {
   try {
     await api('DELETE', `/api/v1/integrations/${encodeURIComponent(it.integrationId)}`);
   } catch (e) {
-    notice(message, unavailable(e), 'error');
+    notice(message, e.message, 'error');
     return;
   }
   closeDetail();
@@ -324,7 +318,7 @@ async function loadDeliveries() {
   try {
     data = await api('GET', `/api/v1/integrations/${encodeURIComponent(current.integrationId)}/deliveries?${q}`);
   } catch (e) {
-    replace(box, h('p', {class: 'error'}, unavailable(e)));
+    replace(box, h('p', {class: 'error'}, e.message));
     return;
   }
   if (shown !== current || !box.isConnected) return; // another integration opened meanwhile
@@ -368,7 +362,7 @@ async function retry(deliveryId) {
   try {
     await api('POST', `/api/v1/integrations/${encodeURIComponent(current.integrationId)}/deliveries/${encodeURIComponent(deliveryId)}/retry`);
   } catch (e) {
-    notice(msg, unavailable(e), 'error');
+    notice(msg, e.message, 'error');
     return;
   }
   notice(msg, `Delivery ${deliveryId} is being resent.`, 'ok');
@@ -386,7 +380,7 @@ async function recover(it) {
   try {
     res = await api('POST', `/api/v1/integrations/${encodeURIComponent(it.integrationId)}/recover`, {since: since.toISOString()});
   } catch (e) {
-    notice(msg, unavailable(e), 'error');
+    notice(msg, e.message, 'error');
     return;
   }
   const n = res && pick(res, 'recovered', 'resent', 'count');

@@ -91,52 +91,53 @@ function draw(box, list, title, labelEvery, partial) {
     partial && h('p', {class: 'notice error'}, `Only the newest ${MAX_PAGES * PAGE_SIZE} requests are counted.`));
 }
 
-// loadBacklog shows the queued work the gateway reports: a backlog number in /readyz's JSON,
-// else queue depth gauges in /metrics. Without either the card says so.
+// loadBacklog shows what the gateway reports about itself: readiness (/readyz) and the depth
+// and oldest age of its queues (/metrics). What it does not report is left out.
 async function loadBacklog() {
   const box = $('#overview-backlog');
+  const parts = [];
   try {
     const ready = await fetchPublic('/readyz');
     if (ready.contentType.includes('json')) {
-      const found = findNumbers(JSON.parse(ready.text), /backlog|queue|depth/i);
-      if (found.length) {
-        replace(box, h('p', {class: 'hint'}, 'Queued work of the whole gateway, from /readyz:'),
-          h('dl', {class: 'facts'}, found.map(([k, v]) => [h('dt', {}, k), h('dd', {class: 'backlog'}, String(v))])),
-          h('p', {class: 'hint'}, ready.status === 200 ? 'The gateway is ready.' : `The gateway is not ready (HTTP ${ready.status}).`));
-        return;
-      }
-    }
-    const metrics = await fetchPublic('/metrics');
-    if (metrics.status === 200) {
-      const depth = gauges(metrics.text, /queue_depth|backlog/);
-      if (depth.size) {
-        replace(box, h('p', {class: 'hint'}, 'Queued work of the whole gateway, from /metrics:'),
-          h('dl', {class: 'facts'}, [...depth].map(([k, v]) => [h('dt', {}, k), h('dd', {class: 'backlog'}, String(v))])));
-        return;
-      }
+      const failed = Object.entries(JSON.parse(ready.text).checks || {}).filter(([, v]) => v !== 'ok').map(([k, v]) => `${k}: ${v}`);
+      parts.push(ready.status === 200
+        ? h('p', {class: 'ready'}, 'The gateway is ready.')
+        : h('p', {class: 'error ready'}, `The gateway is not ready (${failed.join('; ') || 'HTTP ' + ready.status}).`));
     }
   } catch {
-    // fall through: nothing usable reported
+    // not reported
   }
-  replace(box, h('p', {class: 'muted'}, 'This gateway does not report its queue depth.'));
+  try {
+    const metrics = await fetchPublic('/metrics');
+    const topics = metrics.status === 200 ? queues(metrics.text) : new Map();
+    if (topics.size) {
+      const total = [...topics.values()].reduce((n, q) => n + (q.depth || 0), 0);
+      parts.push(h('p', {}, h('strong', {class: 'backlog'}, String(total)), ' messages queued in the whole gateway:'),
+        h('table', {class: 'queues'},
+          h('caption', {class: 'visually-hidden'}, 'Queues of the gateway'),
+          h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Queue'), h('th', {scope: 'col'}, 'Messages'), h('th', {scope: 'col'}, 'Oldest'))),
+          h('tbody', {}, [...topics].map(([topic, q]) => h('tr', {},
+            h('th', {scope: 'row'}, h('code', {}, topic)),
+            h('td', {}, String(q.depth ?? '—')),
+            h('td', {}, q.age ? `${Math.round(q.age)} s` : '—'))))));
+    }
+  } catch {
+    // not reported
+  }
+  replace(box, parts.length ? parts : h('p', {class: 'muted'}, 'This gateway reports neither its readiness nor its queues.'));
 }
 
-// findNumbers returns [path, number] for every numeric field whose path matches re.
-function findNumbers(v, re, path = '') {
-  if (typeof v === 'number') return re.test(path) ? [[path, v]] : [];
-  if (!v || typeof v !== 'object') return [];
-  return Object.entries(v).flatMap(([k, x]) => findNumbers(x, re, path ? `${path}.${k}` : k));
-}
-
-// gauges sums the Prometheus samples whose metric name matches re, per label set.
-function gauges(text, re) {
+// queues reads the queue gauges of a Prometheus text page: topic -> {depth, age}.
+function queues(text) {
   const out = new Map();
   for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!m || !re.test(m[1])) continue;
-    const v = Number(m[3]);
-    if (Number.isFinite(v)) out.set(m[1] + (m[2] || ''), v);
+    const m = /^[a-zA-Z_:]*queue_(depth|oldest_age_seconds)\{([^}]*)\}\s+(\S+)/.exec(line);
+    const topic = m && /topic="([^"]*)"/.exec(m[2]);
+    const v = m && Number(m[3]);
+    if (!topic || !Number.isFinite(v)) continue;
+    const q = out.get(topic[1]) || {};
+    if (m[1] === 'depth') q.depth = v; else q.age = v;
+    out.set(topic[1], q);
   }
   return out;
 }

@@ -380,11 +380,7 @@ async function replay(body, what) {
     const n = res && typeof res.replayed === 'number' ? res.replayed : 0;
     notice(message, `Replayed ${n} message${n === 1 ? '' : 's'} of ${what}: ${n === 1 ? 'it runs' : 'they run'} through the current mapping again.`, 'ok');
   } catch (e) {
-    if (e.notAvailable) {
-      notice(message, 'Replay is not available on this gateway yet (POST /tracking/replay is not served).', 'error');
-    } else {
-      notice(message, `Replay failed: ${e.message}`, 'error');
-    }
+    notice(message, `Replay failed: ${e.message}`, 'error');
     return;
   }
   await refreshAll();

@@ -1,0 +1,403 @@
+package pgstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/opengw/gateway/tracker"
+)
+
+// Status codes as stored.
+const (
+	codeQueued int16 = iota
+	codeProcessing
+	codeComplete
+	codeFailed
+	codeInvalid
+	codeCancelled
+)
+
+// statusByCode maps a stored code to its status.
+var statusByCode = [...]tracker.Status{tracker.Queued, tracker.Processing, tracker.Complete, tracker.Failed, tracker.Invalid, tracker.Cancelled}
+
+// statusCode is s's stored code, -1 if s is not a status.
+func statusCode(s tracker.Status) int16 {
+	return int16(slices.Index(statusByCode[:], s))
+}
+
+// writer is tracker.Writer on one transaction of the store.
+type writer struct{ t *txn }
+
+var _ tracker.Writer = writer{}
+
+// Accept records r; recording the same id again does nothing.
+func (w writer) Accept(r tracker.Request) error {
+	if r.ID == "" || r.ClientID == "" {
+		return errors.New("tracker: accept request: id and client id are required")
+	}
+	if r.Total < 0 {
+		return fmt.Errorf("tracker: accept request %s: negative total %d", r.ID, r.Total)
+	}
+	_, err := w.t.tx.ExecContext(w.t.ctx, `INSERT INTO tracker_requests
+		(id, client_id, client_name, batch_reference, format, received_at, total)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+		text(r.ID), text(r.ClientID), text(r.ClientName), text(r.BatchReference), text(r.Format), r.ReceivedAt, r.Total)
+	if err != nil {
+		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// requestRow is what the writes need of a request.
+type requestRow struct {
+	seq       int64
+	cancelled bool
+}
+
+// lockRequest looks request id up and locks its row until the transaction ends: every write
+// of a request takes this lock first, so they serialize (and never deadlock on each other)
+// and see each other's effects — a split after a cancel records Cancelled, as on SQLite.
+func (w writer) lockRequest(id string) (requestRow, error) {
+	var r requestRow
+	err := w.t.tx.QueryRowContext(w.t.ctx, `SELECT seq, cancelled_at IS NOT NULL FROM tracker_requests
+		WHERE id = $1 FOR NO KEY UPDATE`, text(id)).Scan(&r.seq, &r.cancelled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, tracker.ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("look up request: %w", err)
+	}
+	return r, nil
+}
+
+// delta is a change to a request's counters, indexed by status code (Queued is implied by
+// rows). processed, if not zero, is a processed time to fold into last_processed_at.
+type delta struct {
+	rows      int64
+	byStatus  [6]int64
+	processed time.Time
+}
+
+func (d *delta) zero() bool { return d.rows == 0 && d.byStatus == [6]int64{} && d.processed.IsZero() }
+
+func applyDelta(t *txn, seq int64, d delta) error {
+	if d.zero() {
+		return nil
+	}
+	var processed any
+	if !d.processed.IsZero() {
+		processed = d.processed
+	}
+	_, err := t.tx.ExecContext(t.ctx, `UPDATE tracker_requests SET
+		n_rows = n_rows + $2,
+		n_processing = n_processing + $3,
+		n_complete = n_complete + $4,
+		n_failed = n_failed + $5,
+		n_invalid = n_invalid + $6,
+		n_cancelled = n_cancelled + $7,
+		last_processed_at = greatest(last_processed_at, $8::timestamptz)
+		WHERE seq = $1`,
+		seq, d.rows, d.byStatus[codeProcessing], d.byStatus[codeComplete], d.byStatus[codeFailed],
+		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed)
+	if err != nil {
+		return fmt.Errorf("update request counters: %w", err)
+	}
+	return nil
+}
+
+// AddMessages records msgs as Queued, or Cancelled (processed now) if the request was
+// cancelled, which it reports. Messages already recorded keep their status and fields.
+func (w writer) AddMessages(requestID string, msgs []tracker.NewMessage) (cancelled bool, err error) {
+	idx := make([]int32, len(msgs))
+	refs := make([]string, len(msgs))
+	types := make([]string, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if idx[i], err = index32(m.Index); err != nil {
+			return false, fmt.Errorf("tracker: add messages to request %s: %w", requestID, err)
+		}
+		refs[i], types[i] = text(m.ExternalReference), text(m.Type)
+	}
+	err = func() error {
+		req, err := w.lockRequest(requestID)
+		if err != nil {
+			return err
+		}
+		cancelled = req.cancelled
+		if len(msgs) == 0 {
+			return nil
+		}
+		status, processed := codeQueued, any(nil)
+		var now time.Time
+		if req.cancelled {
+			now = w.t.s.now()
+			status, processed = codeCancelled, now
+		}
+		res, err := w.t.tx.ExecContext(w.t.ctx, `INSERT INTO tracker_messages
+			(request_seq, idx, external_reference, type, status, processed_at)
+			SELECT $1, u.idx, NULLIF(u.ref, ''), NULLIF(u.typ, ''), $2, $3
+			FROM unnest($4::integer[], $5::text[], $6::text[]) AS u(idx, ref, typ)
+			ON CONFLICT DO NOTHING`, req.seq, status, processed, idx, refs, types)
+		if err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+		d := delta{rows: n}
+		if req.cancelled && n > 0 {
+			d.byStatus[codeCancelled] = n
+			d.processed = now
+		}
+		return applyDelta(w.t, req.seq, d)
+	}()
+	if err != nil {
+		return false, fmt.Errorf("tracker: add %d messages to request %s: %w", len(msgs), requestID, err)
+	}
+	return cancelled, nil
+}
+
+// Claim moves the messages at indexes from Queued to Processing and returns those now
+// Processing (moved, or already Processing: a redelivery), in ascending order.
+func (w writer) Claim(requestID string, indexes []int) ([]int, error) {
+	idx, err := int32s(indexes)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: claim messages of request %s: %w", requestID, err)
+	}
+	var claimed []int
+	err = func() error {
+		req, err := w.lockRequest(requestID)
+		if err != nil {
+			return err
+		}
+		if len(idx) == 0 {
+			return nil
+		}
+		// The CTE's update is invisible to the second SELECT (one snapshot): it lists the
+		// messages that were Processing before, the update those it moved.
+		rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH moved AS (
+				UPDATE tracker_messages SET status = 1
+				WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status = 0 RETURNING idx)
+			SELECT idx, true FROM moved
+			UNION ALL
+			SELECT idx, false FROM tracker_messages WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status = 1`,
+			req.seq, idx)
+		if err != nil {
+			return fmt.Errorf("claim messages: %w", err)
+		}
+		var d delta
+		for rows.Next() {
+			var (
+				i     int
+				moved bool
+			)
+			if err := rows.Scan(&i, &moved); err != nil {
+				rows.Close()
+				return fmt.Errorf("read claimed messages: %w", err)
+			}
+			claimed = append(claimed, i)
+			if moved {
+				d.byStatus[codeProcessing]++
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read claimed messages: %w", err)
+		}
+		slices.Sort(claimed)
+		return applyDelta(w.t, req.seq, d)
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("tracker: claim %d messages of request %s: %w", len(indexes), requestID, err)
+	}
+	return claimed, nil
+}
+
+// Finish records terminal outcomes, processed now. A message already terminal keeps its
+// first terminal status, a message not recorded is ignored, and of several results for one
+// index the first counts.
+func (w writer) Finish(requestID string, results []tracker.Result) error {
+	var (
+		idx           []int32
+		codes         []int16
+		errs, version []string
+	)
+	seen := make(map[int]struct{}, len(results))
+	for _, r := range results {
+		if !r.Status.Terminal() {
+			return fmt.Errorf("tracker: finish messages of request %s: status %q of message %d is not terminal", requestID, r.Status, r.Index)
+		}
+		i, err := index32(r.Index)
+		if err != nil {
+			return fmt.Errorf("tracker: finish messages of request %s: %w", requestID, err)
+		}
+		if _, dup := seen[r.Index]; dup {
+			continue
+		}
+		seen[r.Index] = struct{}{}
+		e := ""
+		if len(r.Errors) > 0 {
+			b, err := json.Marshal(r.Errors)
+			if err != nil {
+				return fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
+			}
+			e = string(b)
+		}
+		idx = append(idx, i)
+		codes = append(codes, statusCode(r.Status))
+		errs = append(errs, e)
+		version = append(version, text(r.MappingVersion))
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	err := func() error {
+		req, err := w.lockRequest(requestID)
+		if err != nil {
+			return err
+		}
+		now := w.t.s.now()
+		// From Processing first (the usual case), then from Queued for what is left. The
+		// redundant "m.idx = ANY($2)" gives the planner an index condition on the primary key
+		// whatever its statistics say (on a young table it would otherwise scan it).
+		var d delta
+		for _, from := range []int16{codeProcessing, codeQueued} {
+			rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH done AS (
+					UPDATE tracker_messages m SET status = u.status, processed_at = $7,
+						errors = CASE WHEN m.errors IS NULL OR u.errors = '' THEN coalesce(NULLIF(u.errors, ''), m.errors)
+							ELSE (m.errors::jsonb || u.errors::jsonb)::text END, -- a replayed message keeps earlier errors
+						mapping_version = NULLIF(u.version, ''), retry_error = NULL
+					FROM unnest($2::integer[], $3::smallint[], $4::text[], $5::text[]) AS u(idx, status, errors, version)
+					WHERE m.request_seq = $1 AND m.idx = ANY($2::integer[]) AND m.idx = u.idx AND m.status = $6
+					RETURNING m.status)
+				SELECT status, count(*) FROM done GROUP BY status`,
+				req.seq, idx, codes, errs, version, from, now)
+			if err != nil {
+				return fmt.Errorf("finish messages: %w", err)
+			}
+			var moved int64
+			for rows.Next() {
+				var (
+					to int16
+					n  int64
+				)
+				if err := rows.Scan(&to, &n); err != nil {
+					rows.Close()
+					return fmt.Errorf("read finished messages: %w", err)
+				}
+				d.byStatus[from] -= n // the Queued slot is unused: Queued is implied
+				d.byStatus[to] += n
+				moved += n
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("read finished messages: %w", err)
+			}
+			if from == codeProcessing && moved == int64(len(idx)) {
+				break
+			}
+		}
+		d.byStatus[codeQueued] = 0
+		if d.byStatus != [6]int64{} {
+			d.processed = now
+		}
+		return applyDelta(w.t, req.seq, d)
+	}()
+	if err != nil {
+		return fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
+	}
+	return nil
+}
+
+// trackerStore is tracker.Store on the store's database.
+type trackerStore struct{ s *Store }
+
+var _ tracker.Store = trackerStore{}
+
+// Cancel cancels request requestID of client clientID: later recorded messages are recorded
+// Cancelled and its Queued messages become Cancelled now. found is false, and nothing changes,
+// when clientID has no such request.
+func (ts trackerStore) Cancel(ctx context.Context, clientID, requestID string) (found bool, cancelled int, err error) {
+	err = ts.s.run(ctx, func(t *txn) error {
+		found, cancelled = false, 0
+		var (
+			seq             int64
+			total, rows     int
+			alreadyCanceled bool
+		)
+		err := t.tx.QueryRowContext(ctx, `SELECT seq, total, n_rows, cancelled_at IS NOT NULL FROM tracker_requests
+			WHERE id = $1 AND client_id = $2 FOR NO KEY UPDATE`, text(requestID), text(clientID)).
+			Scan(&seq, &total, &rows, &alreadyCanceled)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("look up request: %w", err)
+		}
+		found = true
+		now := ts.s.now()
+		if !alreadyCanceled {
+			if _, err := t.tx.ExecContext(ctx, `UPDATE tracker_requests SET cancelled_at = $1 WHERE seq = $2`, now, seq); err != nil {
+				return fmt.Errorf("mark request cancelled: %w", err)
+			}
+			cancelled = max(total-rows, 0) // recorded Cancelled when the envelope is split
+		}
+		res, err := t.tx.ExecContext(ctx, `UPDATE tracker_messages SET status = 5, processed_at = $1
+			WHERE request_seq = $2 AND status = 0`, now, seq)
+		if err != nil {
+			return fmt.Errorf("cancel queued messages: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("cancel queued messages: %w", err)
+		}
+		cancelled += int(n)
+		d := delta{}
+		d.byStatus[codeCancelled] = n
+		if cancelled > 0 {
+			d.processed = now
+		}
+		return applyDelta(t, seq, d)
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("tracker: cancel request %s: %w", requestID, err)
+	}
+	return found, cancelled, nil
+}
+
+// index32 is message index i as stored (integer).
+func index32(i int) (int32, error) {
+	if i < 0 || i > math.MaxInt32 {
+		return 0, fmt.Errorf("message index %d out of range (0 to %d)", i, math.MaxInt32)
+	}
+	return int32(i), nil
+}
+
+// int32s converts message indexes for an integer[] parameter.
+func int32s(indexes []int) ([]int32, error) {
+	out := make([]int32, len(indexes))
+	for k, i := range indexes {
+		var err error
+		if out[k], err = index32(i); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// text makes s storable in a text column: PostgreSQL refuses NUL bytes and invalid UTF-8, so
+// both become U+FFFD (the SQLite backend does the same to invalid UTF-8). Values searched for
+// go through it too, so a stored reference is found by the reference the partner sent.
+func text(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
