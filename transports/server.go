@@ -14,6 +14,7 @@ import (
 	"github.com/opengw/gateway/internal/metrics"
 	"github.com/opengw/gateway/mappings"
 	"github.com/opengw/gateway/pipeline"
+	"github.com/opengw/gateway/transports/console"
 )
 
 // MaxBodyBytes is the largest push body accepted (10 MiB).
@@ -71,10 +72,16 @@ func (s *Server) Handler() http.Handler {
 	})})
 	mux.Handle(integrationsPrefix, s.integrationRoutes())
 	mux.Handle("/api/events/v1/{country}/internal/{tenant}/publish", methods{"POST": s.publishEvent})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
-	})
+	mux.Handle("/api/v1/formats", methods{"GET": s.authorized("push", s.formats)})
+	consoleFiles := console.Handler(http.HandlerFunc(notFound)).ServeHTTP
+	mux.Handle(console.Prefix, methods{"GET": consoleFiles, "HEAD": consoleFiles}) // "/console" redirects here (ServeMux)
+	mux.HandleFunc("/", notFound)
 	return s.recoverer(s.Metrics.InstrumentHTTP(mux))
+}
+
+// notFound answers a path the gateway does not serve.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 }
 
 // methods routes a path by HTTP method and answers 405 with Allow for any other.
