@@ -33,10 +33,10 @@
 //
 // # Storage
 //
-// SQLite implements the projection on the gateway's SQLite database (tables prefixed
-// tracker_); all of its SQL lives in sqlite.go. internal/pgstore implements Writer and Store
-// on PostgreSQL with the same semantics; both pass the shared suite in
-// internal/store/storetest.
+// This package holds only the domain: types, semantics and the Writer and Store contracts. The
+// backends hold the SQL: internal/sqlitestore (tables prefixed tracker_ in the gateway's SQLite
+// database) and internal/pgstore (PostgreSQL), both held to the same semantics by the shared
+// suite in internal/store/storetest.
 package tracker
 
 import (

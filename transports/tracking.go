@@ -54,7 +54,7 @@ import (
 //   - Timestamps are RFC 3339 in UTC with a numeric offset, to the second:
 //     2018-10-01T08:38:14+00:00, as the seed shows them.
 
-// TrackingStore is what the Tracking API needs of the tracker (tracker.SQLite implements it).
+// TrackingStore is what the Tracking API needs of the tracker (every store.Store backend's Tracker).
 type TrackingStore interface {
 	Find(ctx context.Context, clientID string, f tracker.Filter) (tracker.Page, error)
 	Cancel(ctx context.Context, clientID, requestID string) (found bool, cancelled int, err error)

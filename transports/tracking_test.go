@@ -2,7 +2,6 @@ package transports
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,10 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/opengw/gateway/internal/sqlitedb"
+	"github.com/opengw/gateway/internal/sqlitestore"
+	"github.com/opengw/gateway/internal/store"
 	"github.com/opengw/gateway/tracker"
 )
 
@@ -47,19 +48,24 @@ type trackingReq struct {
 	processed         time.Time // clock when its messages finish
 }
 
-// newTrackingAPI builds a real tracker in a temporary database holding reqs.
-func newTrackingAPI(t *testing.T, reqs []trackingReq) (*TrackingAPI, *tracker.SQLite) {
+// trackerWriter runs fn on the tracker writer of one transaction of st.
+func trackerWriter(t *testing.T, st store.Store, fn func(w tracker.Writer) error) {
 	t.Helper()
-	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "gateway.db"))
+	if err := st.Update(context.Background(), func(tx store.Tx) error { return fn(tx.Tracker()) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newTrackingAPI builds a real store (SQLite) in a temporary database holding reqs.
+func newTrackingAPI(t *testing.T, reqs []trackingReq) (*TrackingAPI, store.Store) {
+	t.Helper()
+	var clock atomic.Pointer[time.Time]
+	st, err := sqlitestore.Open(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "gateway.db"),
+		Now: func() time.Time { return *clock.Load() }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	tr, err := tracker.NewSQLite(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
+	t.Cleanup(func() { st.Close() })
 	for _, r := range reqs {
 		total := r.total
 		if r.msgs != nil {
@@ -67,9 +73,7 @@ func newTrackingAPI(t *testing.T, reqs []trackingReq) (*TrackingAPI, *tracker.SQ
 		}
 		req := tracker.Request{ID: r.id, ClientID: r.client, ClientName: r.client, BatchReference: r.batch,
 			Format: "activity", ReceivedAt: r.received, Total: total}
-		if err := db.Write(ctx, func(tx *sql.Tx) error { return tr.AcceptTx(tx, req) }); err != nil {
-			t.Fatal(err)
-		}
+		trackerWriter(t, st, func(w tracker.Writer) error { return w.Accept(req) })
 		if r.msgs == nil {
 			continue
 		}
@@ -85,23 +89,24 @@ func newTrackingAPI(t *testing.T, reqs []trackingReq) (*TrackingAPI, *tracker.SQ
 				results = append(results, tracker.Result{Index: i, Status: m.status, Errors: m.errs})
 			}
 		}
-		if _, err := tr.AddMessages(ctx, r.id, nm); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tr.Claim(ctx, r.id, claim); err != nil {
-			t.Fatal(err)
-		}
 		processed := r.processed
-		tr.Now = func() time.Time { return processed }
-		if err := tr.Finish(ctx, r.id, results); err != nil {
-			t.Fatal(err)
-		}
+		clock.Store(&processed)
+		trackerWriter(t, st, func(w tracker.Writer) error {
+			if _, err := w.AddMessages(r.id, nm); err != nil {
+				return err
+			}
+			if _, err := w.Claim(r.id, claim); err != nil {
+				return err
+			}
+			return w.Finish(r.id, results)
+		})
 	}
-	tr.Now = func() time.Time { return trackingToday }
-	return &TrackingAPI{Store: tr, Now: func() time.Time { return trackingToday }}, tr
+	today := trackingToday
+	clock.Store(&today)
+	return &TrackingAPI{Store: st.Tracker(), Now: func() time.Time { return trackingToday }}, st
 }
 
-func trackingFixture(t *testing.T) (*TrackingAPI, *tracker.SQLite) {
+func trackingFixture(t *testing.T) (*TrackingAPI, store.Store) {
 	day := func(d, h, m int) time.Time { return time.Date(2024, 5, d, h, m, 0, 0, time.UTC) }
 	return newTrackingAPI(t, []trackingReq{
 		{id: trackingD1, client: "demo", batch: "BATCH-1", received: day(1, 8, 0), processed: day(1, 9, 0), msgs: []trackingMsg{
@@ -805,7 +810,6 @@ func TestTrackingBadRequests(t *testing.T) {
 
 func TestTrackingCancel(t *testing.T) {
 	api, tr := trackingFixture(t)
-	ctx := context.Background()
 	summary := func(id string) (trackingSummary, string, []string) {
 		out := trackingSearch(t, api, "demo", `{"search": [{"by": "id", "value": "`+id+`"}]}`)
 		r := out.Data.Requests[0]
@@ -825,9 +829,12 @@ func TestTrackingCancel(t *testing.T) {
 		t.Fatalf("d1 after cancel: %+v %s %v", sum, status, st)
 	}
 	// A cancelled message is never claimed (so never delivered).
-	if got, err := tr.Claim(ctx, trackingD1, []int{2}); err != nil || len(got) != 0 {
-		t.Fatalf("claim after cancel: %v %v", got, err)
-	}
+	trackerWriter(t, tr, func(w tracker.Writer) error {
+		if got, err := w.Claim(trackingD1, []int{2}); err != nil || len(got) != 0 {
+			t.Fatalf("claim after cancel: %v %v", got, err)
+		}
+		return nil
+	})
 	// Cancelled messages show with a processed time.
 	out = trackingSearch(t, api, "demo", `{"search": [{"by": "messageStatus", "value": "cancelled"}]}`)
 	if out.brief() != "d1:2" || *out.Data.Requests[0].Payload[0].ProcessedTime != "2024-05-03T10:00:00+00:00" {
@@ -845,9 +852,12 @@ func TestTrackingCancel(t *testing.T) {
 	if code, out = trackingDo(t, api, "demo", "/tracking/cancel", `{"id": "`+trackingD4+`"}`); code != http.StatusOK || !strings.Contains(out.raw, `"cancelled":5`) {
 		t.Fatalf("cancel d4: %d %s", code, out.raw)
 	}
-	if cancelled, err := tr.AddMessages(ctx, trackingD4, []tracker.NewMessage{{Index: 0}, {Index: 1}, {Index: 2}, {Index: 3}, {Index: 4}}); err != nil || !cancelled {
-		t.Fatalf("split after cancel: %v %v", cancelled, err)
-	}
+	trackerWriter(t, tr, func(w tracker.Writer) error {
+		if cancelled, err := w.AddMessages(trackingD4, []tracker.NewMessage{{Index: 0}, {Index: 1}, {Index: 2}, {Index: 3}, {Index: 4}}); err != nil || !cancelled {
+			t.Fatalf("split after cancel: %v %v", cancelled, err)
+		}
+		return nil
+	})
 	if sum, status, st := summary(trackingD4); (sum != trackingSummary{Total: 5, Cancelled: 5}) || status != "Complete" || len(st) != 5 {
 		t.Fatalf("d4 after cancel: %+v %s %v", sum, status, st)
 	}

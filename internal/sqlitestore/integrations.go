@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -756,8 +755,6 @@ func (s *Integrations) Recover(ctx context.Context, integrationID string, since,
 	n, _ := res.RowsAffected()
 	return int(n), nil
 }
-
-func marks(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
 func anys(ss []string) []any {
 	out := make([]any, len(ss))

@@ -40,7 +40,7 @@ type Config struct {
 type Store struct {
 	db           *sqlitedb.DB
 	queue        *sqlitequeue.Queue
-	tracker      *tracker.SQLite
+	tracker      *trackerDB
 	integrations *Integrations
 
 	closeOnce sync.Once
@@ -67,7 +67,7 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open queue in %s: %w", cfg.Path, err)
 	}
-	trk, err := tracker.NewSQLite(db)
+	trk, err := newTrackerDB(db)
 	if err != nil {
 		queue.Close()
 		db.Close()
@@ -188,7 +188,7 @@ func (t *tx) Retry(msg *message.Message, notBefore time.Time) error {
 
 // trackerTx binds the SQLite tracker's transaction methods to one transaction.
 type trackerTx struct {
-	t  *tracker.SQLite
+	t  *trackerDB
 	tx *sql.Tx
 }
 

@@ -1,4 +1,4 @@
-package tracker
+package sqlitestore
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/opengw/gateway/internal/sqlitedb"
+	"github.com/opengw/gateway/tracker"
 )
 
 // schema is the SQLite projection. Times are Unix nanoseconds (UTC); statuses are their codes
@@ -103,18 +104,18 @@ const (
 // counterColumns are the tracker_requests counters indexed by status code (Queued is implied).
 var counterColumns = [...]string{"", "n_processing", "n_complete", "n_failed", "n_invalid", "n_cancelled"}
 
-// SQLite is the tracker projection on the gateway's SQLite database. Writes go through the
+// trackerDB is the tracker projection on the gateway's SQLite database. Writes go through the
 // database's group-committing writer, searches through its reader pool (WAL snapshots), so
 // searches never block the projection. It is safe for concurrent use.
-type SQLite struct {
+type trackerDB struct {
 	// Now is the clock for processed and cancelled times; nil means time.Now.
 	Now func() time.Time
 
 	db *sqlitedb.DB
 }
 
-// NewSQLite creates the tracker's tables and indexes in db if needed.
-func NewSQLite(db *sqlitedb.DB) (*SQLite, error) {
+// newTrackerDB creates the tracker's tables and indexes in db if needed.
+func newTrackerDB(db *sqlitedb.DB) (*trackerDB, error) {
 	if _, err := db.Exec(context.Background(), schema); err != nil {
 		return nil, fmt.Errorf("tracker: create schema in %s: %w", db.Path(), err)
 	}
@@ -124,10 +125,10 @@ func NewSQLite(db *sqlitedb.DB) (*SQLite, error) {
 			return nil, fmt.Errorf("tracker: add retry_error to %s: %w", db.Path(), err)
 		}
 	}
-	return &SQLite{db: db}, nil
+	return &trackerDB{db: db}, nil
 }
 
-func (s *SQLite) now() time.Time {
+func (s *trackerDB) now() time.Time {
 	if s.Now != nil {
 		return s.Now()
 	}
@@ -137,7 +138,7 @@ func (s *SQLite) now() time.Time {
 // AcceptTx records request r inside tx, the caller's db.Write transaction that also enqueues
 // r's envelope, so that the request is tracked exactly when it is accepted. Recording the same
 // id again does nothing (the first record stands).
-func (s *SQLite) AcceptTx(tx *sql.Tx, r Request) error {
+func (s *trackerDB) AcceptTx(tx *sql.Tx, r tracker.Request) error {
 	if r.ID == "" || r.ClientID == "" {
 		return fmt.Errorf("tracker: accept request: id and client id are required")
 	}
@@ -165,7 +166,7 @@ func lookupRequest(tx *sql.Tx, id string) (requestRow, error) {
 	err := tx.QueryRow(`SELECT seq, cancelled_at IS NOT NULL FROM tracker_requests WHERE id = ?`, id).
 		Scan(&r.seq, &r.cancelled)
 	if err == sql.ErrNoRows {
-		return r, ErrNotFound
+		return r, tracker.ErrNotFound
 	}
 	if err != nil {
 		return r, fmt.Errorf("look up request: %w", err)
@@ -213,7 +214,7 @@ func applyDelta(tx *sql.Tx, seq int64, d delta) error {
 // now) if the request was already cancelled, which it reports so that the caller stops there.
 // Messages already recorded keep their status and fields, so replaying a split is harmless.
 // It returns ErrNotFound (wrapped) if the request was never accepted.
-func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMessage) (cancelled bool, err error) {
+func (s *trackerDB) AddMessages(ctx context.Context, requestID string, msgs []tracker.NewMessage) (cancelled bool, err error) {
 	err = s.db.Write(ctx, func(tx *sql.Tx) error {
 		var err error
 		cancelled, err = s.AddMessagesTx(tx, requestID, msgs)
@@ -223,7 +224,7 @@ func (s *SQLite) AddMessages(ctx context.Context, requestID string, msgs []NewMe
 }
 
 // AddMessagesTx is AddMessages inside the caller's db.Write transaction.
-func (s *SQLite) AddMessagesTx(tx *sql.Tx, requestID string, msgs []NewMessage) (cancelled bool, err error) {
+func (s *trackerDB) AddMessagesTx(tx *sql.Tx, requestID string, msgs []tracker.NewMessage) (cancelled bool, err error) {
 	// One statement inserts the batch: the rows travel as one JSON array [[idx, ref, type], ...]
 	// that SQLite unpacks with json_each, which costs far less than a call per row.
 	buf := make([]byte, 0, 16+len(msgs)*32)
@@ -290,7 +291,7 @@ func (s *SQLite) AddMessagesTx(tx *sql.Tx, requestID string, msgs []NewMessage) 
 // or were never recorded are left out, so the caller never delivers them. Claim and Cancel are
 // compare-and-set transitions on the message's status in one writer, so for each Queued message
 // exactly one of them wins. It returns ErrNotFound (wrapped) if the request was never accepted.
-func (s *SQLite) Claim(ctx context.Context, requestID string, indexes []int) ([]int, error) {
+func (s *trackerDB) Claim(ctx context.Context, requestID string, indexes []int) ([]int, error) {
 	var claimed []int
 	err := s.db.Write(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -319,7 +320,7 @@ const (
 )
 
 // ClaimTx is Claim inside the caller's db.Write transaction.
-func (s *SQLite) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
+func (s *trackerDB) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
 	rs := toRanges(indexes)
 	var claimed []int
 	err := func() error {
@@ -375,12 +376,12 @@ func (s *SQLite) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int, er
 // one index the first counts. A message may finish straight from Queued (e.g. Invalid at
 // validation). Results with a non-terminal status are an error, and so (ErrNotFound, wrapped)
 // is a request never accepted.
-func (s *SQLite) Finish(ctx context.Context, requestID string, results []Result) error {
+func (s *trackerDB) Finish(ctx context.Context, requestID string, results []tracker.Result) error {
 	return s.db.Write(ctx, func(tx *sql.Tx) error { return s.FinishTx(tx, requestID, results) })
 }
 
 // FinishTx is Finish inside the caller's db.Write transaction.
-func (s *SQLite) FinishTx(tx *sql.Tx, requestID string, results []Result) error {
+func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Result) error {
 	// Results with the same outcome (status, errors, mapping version) — typically a whole
 	// fragment Complete — are updated by index ranges, one statement per contiguous run.
 	type group struct {
@@ -412,7 +413,7 @@ func (s *SQLite) FinishTx(tx *sql.Tx, requestID string, results []Result) error 
 		key := string(r.Status) + "\x00" + r.MappingVersion + "\x00" + errKey
 		g := groups[key]
 		if g == nil {
-			g = &group{status: r.Status.code(), errors: errs, version: nullString(r.MappingVersion)}
+			g = &group{status: statusCode(r.Status), errors: errs, version: nullString(r.MappingVersion)}
 			groups[key] = g
 			order = append(order, key)
 		}
@@ -475,7 +476,7 @@ const shownErrors = `CASE WHEN m.retry_error IS NULL THEN m.errors WHEN m.errors
 // RetryingTx records lastError as the retry error of the messages of request requestID at
 // indexes that are still Processing (their delivery will be tried again), inside the caller's
 // db.Write transaction; see Writer.Retrying. No counter changes: the messages stay Processing.
-func (s *SQLite) RetryingTx(tx *sql.Tx, requestID string, indexes []int, lastError string) error {
+func (s *trackerDB) RetryingTx(tx *sql.Tx, requestID string, indexes []int, lastError string) error {
 	req, err := lookupRequest(tx, requestID)
 	if err != nil {
 		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
@@ -495,7 +496,7 @@ func (s *SQLite) RetryingTx(tx *sql.Tx, requestID string, indexes []int, lastErr
 // the messages this call cancelled, including those not yet recorded; cancelling again
 // returns 0. found is false, and nothing changes, when clientID has no such request — another
 // client's request is indistinguishable from a missing one.
-func (s *SQLite) Cancel(ctx context.Context, clientID, requestID string) (found bool, cancelled int, err error) {
+func (s *trackerDB) Cancel(ctx context.Context, clientID, requestID string) (found bool, cancelled int, err error) {
 	err = s.db.Write(ctx, func(tx *sql.Tx) error {
 		found, cancelled = false, 0
 		var (
@@ -544,21 +545,21 @@ func (s *SQLite) Cancel(ctx context.Context, clientID, requestID string) (found 
 
 // Find runs search f over the requests of client clientID (never any other client's).
 // See Filter for its semantics. It reads one consistent snapshot.
-func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, error) {
+func (s *trackerDB) Find(ctx context.Context, clientID string, f tracker.Filter) (tracker.Page, error) {
 	if err := f.Validate(); err != nil {
-		return Page{}, err
+		return tracker.Page{}, err
 	}
-	where, args := f.where(clientID)
+	where, args := where(&f, clientID)
 	tx, err := s.db.Reader().BeginTx(ctx, nil)
 	if err != nil {
-		return Page{}, fmt.Errorf("tracker: search: %w", err)
+		return tracker.Page{}, fmt.Errorf("tracker: search: %w", err)
 	}
 	defer tx.Rollback()
 
-	var page Page
+	var page tracker.Page
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tracker_requests r WHERE `+where, args...).
 		Scan(&page.TotalRequests); err != nil {
-		return Page{}, fmt.Errorf("tracker: count requests: %w", err)
+		return tracker.Page{}, fmt.Errorf("tracker: count requests: %w", err)
 	}
 	limit, offset := -1, 0
 	if f.PageSize > 0 {
@@ -580,16 +581,16 @@ func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, err
 	rows, err := tx.QueryContext(ctx, `SELECT r.seq, r.id, r.client_id, r.client_name, r.batch_reference,
 		r.format, r.received_at, r.total, r.cancelled_at, r.last_processed_at,
 		r.n_rows, r.n_processing, r.n_complete, r.n_failed, r.n_invalid, r.n_cancelled
-		FROM tracker_requests r WHERE `+where+` ORDER BY `+f.orderBy()+` LIMIT ? OFFSET ?`,
+		FROM tracker_requests r WHERE `+where+` ORDER BY `+orderBy(&f)+` LIMIT ? OFFSET ?`,
 		append(args, limit, offset)...)
 	if err != nil {
-		return Page{}, fmt.Errorf("tracker: list requests: %w", err)
+		return tracker.Page{}, fmt.Errorf("tracker: list requests: %w", err)
 	}
 	bySeq := map[int64]int{}
 	var seqs []int64
 	for rows.Next() {
 		var (
-			v                      RequestView
+			v                      tracker.RequestView
 			seq, received          int64
 			batch                  sql.NullString
 			cancelledAt, processed sql.NullInt64
@@ -600,7 +601,7 @@ func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, err
 			&cancelledAt, &processed, &nRows, &n[codeProcessing], &n[codeComplete], &n[codeFailed],
 			&n[codeInvalid], &n[codeCancelled]); err != nil {
 			rows.Close()
-			return Page{}, fmt.Errorf("tracker: read request: %w", err)
+			return tracker.Page{}, fmt.Errorf("tracker: read request: %w", err)
 		}
 		v.BatchReference = batch.String
 		v.ReceivedAt = time.Unix(0, received).UTC()
@@ -617,20 +618,20 @@ func (s *SQLite) Find(ctx context.Context, clientID string, f Filter) (Page, err
 		page.Requests = append(page.Requests, v)
 	}
 	if err := rows.Close(); err != nil {
-		return Page{}, fmt.Errorf("tracker: list requests: %w", err)
+		return tracker.Page{}, fmt.Errorf("tracker: list requests: %w", err)
 	}
 	if err := rows.Err(); err != nil {
-		return Page{}, fmt.Errorf("tracker: list requests: %w", err)
+		return tracker.Page{}, fmt.Errorf("tracker: list requests: %w", err)
 	}
-	if err := f.loadMessages(ctx, tx, seqs, bySeq, page.Requests); err != nil {
-		return Page{}, err
+	if err := loadMessages(&f, ctx, tx, seqs, bySeq, page.Requests); err != nil {
+		return tracker.Page{}, err
 	}
 	return page, nil
 }
 
 // summarize turns a request's counters (indexed by status code) into its summary.
-func summarize(total, rows int, n [6]int, cancelled bool) Summary {
-	return SummaryOf(total, Summary{Total: rows, Processing: n[codeProcessing], Complete: n[codeComplete],
+func summarize(total, rows int, n [6]int, cancelled bool) tracker.Summary {
+	return tracker.SummaryOf(total, tracker.Summary{Total: rows, Processing: n[codeProcessing], Complete: n[codeComplete],
 		Failed: n[codeFailed], Invalid: n[codeInvalid], Cancelled: n[codeCancelled]}, cancelled)
 }
 
@@ -641,7 +642,7 @@ func summarize(total, rows int, n [6]int, cancelled bool) Summary {
 // lookups), with batch references (client_id, batch_reference), otherwise (client_id,
 // received_at). "+r.client_id" keeps the planner, which has no
 // statistics, from preferring the client index over the more selective ones.
-func (f *Filter) where(clientID string) (string, []any) {
+func where(f *tracker.Filter, clientID string) (string, []any) {
 	var (
 		b    strings.Builder
 		args []any
@@ -687,7 +688,7 @@ func (f *Filter) where(clientID string) (string, []any) {
 				if i > 0 {
 					b.WriteString(" OR ")
 				}
-				if c := st.code(); c == codeQueued {
+				if c := statusCode(st); c == codeQueued {
 					b.WriteString("r.n_rows - r.n_processing - r.n_complete - r.n_failed - r.n_invalid - r.n_cancelled > 0")
 				} else {
 					b.WriteString("r." + counterColumns[c] + " > 0")
@@ -697,7 +698,7 @@ func (f *Filter) where(clientID string) (string, []any) {
 			return
 		}
 		b.WriteString("EXISTS (SELECT 1 FROM tracker_messages m WHERE m.request_seq = r.seq")
-		args = f.messageCriteria(&b, args)
+		args = messageCriteria(f, &b, args)
 		b.WriteString(")")
 	}
 	if len(f.ExternalReferences) == 0 {
@@ -721,17 +722,17 @@ func (f *Filter) where(clientID string) (string, []any) {
 	}
 	b.WriteString(") OR EXISTS (SELECT 1 FROM tracker_messages m WHERE m.request_seq = r.seq AND m.external_reference IN (" + refs + ")")
 	args = appendStrings(args, f.ExternalReferences)
-	args = f.messageCriteria(&b, args)
+	args = messageCriteria(f, &b, args)
 	b.WriteString("))")
 	return b.String(), args
 }
 
 // messageCriteria appends the type and status conditions over tracker_messages m.
-func (f *Filter) messageCriteria(b *strings.Builder, args []any) []any {
+func messageCriteria(f *tracker.Filter, b *strings.Builder, args []any) []any {
 	if len(f.Statuses) > 0 {
 		b.WriteString(" AND m.status IN (" + marks(len(f.Statuses)) + ")")
 		for _, st := range f.Statuses {
-			args = append(args, st.code())
+			args = append(args, statusCode(st))
 		}
 	}
 	if len(f.MessageTypes) > 0 {
@@ -741,13 +742,13 @@ func (f *Filter) messageCriteria(b *strings.Builder, args []any) []any {
 	return args
 }
 
-func (f *Filter) orderBy() string {
+func orderBy(f *tracker.Filter) string {
 	sorts := f.Sorts
 	if len(sorts) == 0 {
-		sorts = []Sort{{By: SortReceivedDate, Desc: true}}
+		sorts = []tracker.Sort{{By: tracker.SortReceivedDate, Desc: true}}
 	}
 	var terms []string
-	done := map[SortKey]bool{}
+	done := map[tracker.SortKey]bool{}
 	for _, so := range sorts {
 		if done[so.By] {
 			continue
@@ -758,11 +759,11 @@ func (f *Filter) orderBy() string {
 			dir = " DESC"
 		}
 		switch so.By {
-		case SortReceivedDate:
+		case tracker.SortReceivedDate:
 			terms = append(terms, "r.received_at"+dir)
-		case SortProcessedDate:
+		case tracker.SortProcessedDate:
 			terms = append(terms, "r.last_processed_at IS NULL", "r.last_processed_at"+dir)
-		case SortBatchReference:
+		case tracker.SortBatchReference:
 			terms = append(terms, "r.batch_reference IS NULL", "r.batch_reference"+dir)
 		}
 	}
@@ -770,7 +771,7 @@ func (f *Filter) orderBy() string {
 }
 
 // loadMessages fills in the selected messages of the requests listed (views[bySeq[seq]]).
-func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, bySeq map[int64]int, views []RequestView) error {
+func loadMessages(f *tracker.Filter, ctx context.Context, tx *sql.Tx, seqs []int64, bySeq map[int64]int, views []tracker.RequestView) error {
 	if len(seqs) == 0 {
 		return nil
 	}
@@ -808,7 +809,7 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 		for len(seqs) > 0 {
 			part := seqs[:min(chunk, len(seqs))]
 			seqs = seqs[len(part):]
-			query, args := f.messagesQuery(part, byReference)
+			query, args := messagesQuery(f, part, byReference)
 			if f.MessagePageSize > 0 {
 				query += " LIMIT ? OFFSET ?"
 				args = append(args, f.MessagePageSize, f.MessageOffset())
@@ -820,7 +821,7 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 			for rows.Next() {
 				var (
 					seq                 int64
-					m                   MessageView
+					m                   tracker.MessageView
 					ref, typ, errs, ver sql.NullString
 					code                int
 					processed           sql.NullInt64
@@ -831,8 +832,8 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 				}
 				m.ID = uuid.NewSHA1(namespaces[seq], strconv.AppendInt(nil, int64(m.Index), 10)).String()
 				m.ExternalReference, m.Type, m.MappingVersion = ref.String, typ.String, ver.String
-				if code >= 0 && code < len(Statuses) {
-					m.Status = Statuses[code]
+				if code >= 0 && code < len(tracker.Statuses) {
+					m.Status = tracker.Statuses[code]
 				}
 				if processed.Valid {
 					m.ProcessedAt = time.Unix(0, processed.Int64).UTC()
@@ -863,7 +864,7 @@ func (f *Filter) loadMessages(ctx context.Context, tx *sql.Tx, seqs []int64, byS
 
 // messagesQuery selects the messages to show of the requests seqs: through the reference
 // index for requests selected by a record's reference (byReference), else by request.
-func (f *Filter) messagesQuery(seqs []int64, byReference bool) (string, []any) {
+func messagesQuery(f *tracker.Filter, seqs []int64, byReference bool) (string, []any) {
 	var b strings.Builder
 	var args []any
 	b.WriteString(`SELECT m.request_seq, m.idx, m.external_reference, m.type, m.status, m.processed_at,
@@ -884,7 +885,7 @@ func (f *Filter) messagesQuery(seqs []int64, byReference bool) (string, []any) {
 	for _, seq := range seqs {
 		args = append(args, seq)
 	}
-	args = f.messageCriteria(&b, args)
+	args = messageCriteria(f, &b, args)
 	b.WriteString(" ORDER BY m.request_seq, m.idx")
 	return b.String(), args
 }
@@ -982,12 +983,12 @@ func appendJSONStringOrNull(buf []byte, s string) []byte {
 
 // RecordPartsTx records part outcomes inside the caller's db.Write transaction; see
 // Writer.RecordParts.
-func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Result) (map[int][]Result, error) {
+func (s *trackerDB) RecordPartsTx(tx *sql.Tx, requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
 	req, err := lookupRequest(tx, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: record part %s of request %s: %w", part, requestID, err)
 	}
-	out := make(map[int][]Result, len(results))
+	out := make(map[int][]tracker.Result, len(results))
 	for _, r := range results {
 		if !r.Status.Terminal() {
 			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: status %q is not terminal", part, r.Index, requestID, r.Status)
@@ -1003,7 +1004,7 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 		if _, err := tx.Exec(`INSERT INTO tracker_parts (request_seq, idx, part, status, errors, mapping_version, recorded)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT count(*) + 1 FROM tracker_parts WHERE request_seq = ?1 AND idx = ?2))
 			ON CONFLICT DO NOTHING`,
-			req.seq, r.Index, part, r.Status.code(), errs, nullString(r.MappingVersion)); err != nil {
+			req.seq, r.Index, part, statusCode(r.Status), errs, nullString(r.MappingVersion)); err != nil {
 			return nil, fmt.Errorf("tracker: record part %s of message %d of request %s: %w", part, r.Index, requestID, err)
 		}
 		rows, err := tx.Query(`SELECT status, errors, mapping_version FROM tracker_parts
@@ -1021,7 +1022,7 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 				rows.Close()
 				return nil, fmt.Errorf("tracker: read parts of message %d of request %s: %w", r.Index, requestID, err)
 			}
-			p := Result{Index: r.Index, Status: Statuses[code], MappingVersion: version.String}
+			p := tracker.Result{Index: r.Index, Status: tracker.Statuses[code], MappingVersion: version.String}
 			if errJSON.Valid {
 				_ = json.Unmarshal([]byte(errJSON.String), &p.Errors) // written above as a JSON array
 			}
@@ -1038,7 +1039,7 @@ func (s *SQLite) RecordPartsTx(tx *sql.Tx, requestID, part string, results []Res
 // ReplayTx moves the messages of request requestID at indexes that are Failed or Invalid back
 // to Queued, keeping their errors (later outcomes append to them), and forgets their part
 // outcomes; see Writer.Replay.
-func (s *SQLite) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
+func (s *trackerDB) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
 	req, err := lookupRequest(tx, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
@@ -1078,3 +1079,6 @@ func (s *SQLite) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, e
 	}
 	return replayed, nil
 }
+
+// statusCode is a status's stored code: its index in tracker.Statuses (0 Queued … 5 Cancelled).
+func statusCode(s tracker.Status) int { return slices.Index(tracker.Statuses, s) }

@@ -1,4 +1,4 @@
-package tracker
+package sqlitestore
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/opengw/gateway/internal/sqlitedb"
+	"github.com/opengw/gateway/tracker"
 )
 
 func TestMain(m *testing.M) {
@@ -45,7 +46,7 @@ func BenchmarkProjection(b *testing.B) {
 					defer wg.Done()
 					for n := next.Add(1) - 1; n < int64(b.N); n = next.Add(1) - 1 {
 						id := fmt.Sprintf("bench-%d-%d", w, n)
-						accept(b, tr, db, Request{ID: id, ClientID: "demo", Format: "activity", ReceivedAt: time.Now(), Total: recordsPerRequest})
+						accept(b, tr, db, tracker.Request{ID: id, ClientID: "demo", Format: "activity", ReceivedAt: time.Now(), Total: recordsPerRequest})
 						for off := 0; off < recordsPerRequest; off += fragment {
 							if err := projectFragment(ctx, tr, id, off, fragment); err != nil {
 								b.Error(err)
@@ -63,16 +64,16 @@ func BenchmarkProjection(b *testing.B) {
 }
 
 // projectFragment does what the pipeline does for one fragment.
-func projectFragment(ctx context.Context, tr *SQLite, id string, off, n int) error {
+func projectFragment(ctx context.Context, tr *trackerDB, id string, off, n int) error {
 	ms := msgs(off, n, "call")
 	if _, err := tr.AddMessages(ctx, id, ms); err != nil {
 		return err
 	}
-	var invalid []Result
+	var invalid []tracker.Result
 	var valid []int
 	for i := off; i < off+n; i++ {
 		if i%100 == 42 {
-			invalid = append(invalid, Result{Index: i, Status: Invalid, Errors: []string{"type must be call or quote"}, MappingVersion: "v1"})
+			invalid = append(invalid, tracker.Result{Index: i, Status: tracker.Invalid, Errors: []string{"type must be call or quote"}, MappingVersion: "v1"})
 			continue
 		}
 		valid = append(valid, i)
@@ -87,9 +88,9 @@ func projectFragment(ctx context.Context, tr *SQLite, id string, off, n int) err
 	if len(claimed) != len(valid) {
 		return fmt.Errorf("claimed %d of %d", len(claimed), len(valid))
 	}
-	res := make([]Result, len(claimed))
+	res := make([]tracker.Result, len(claimed))
 	for i, idx := range claimed {
-		res[i] = Result{Index: idx, Status: Complete, MappingVersion: "v1"}
+		res[i] = tracker.Result{Index: idx, Status: tracker.Complete, MappingVersion: "v1"}
 	}
 	return tr.Finish(ctx, id, res)
 }
@@ -98,7 +99,7 @@ func projectFragment(ctx context.Context, tr *SQLite, id string, off, n int) err
 type fixture struct {
 	dir      string
 	db       *sqlitedb.DB
-	tr       *SQLite
+	tr       *trackerDB
 	requests int
 	messages int
 	first    time.Time // received day of the first request
@@ -133,7 +134,7 @@ func getFixture(tb testing.TB, requests, perRequest int) *fixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tr, err := NewSQLite(db)
+	tr, err := newTrackerDB(db)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -221,9 +222,9 @@ func getFixture(tb testing.TB, requests, perRequest int) *fixture {
 // query is one kind of search the benchmark times.
 type query struct {
 	name string
-	next func(r *rand.Rand) Filter
+	next func(r *rand.Rand) tracker.Filter
 	// check validates an answer (nil: any).
-	check func(f Filter, p Page) error
+	check func(f tracker.Filter, p tracker.Page) error
 }
 
 func (fx *fixture) queries() []query {
@@ -232,8 +233,8 @@ func (fx *fixture) queries() []query {
 	return []query{
 		{
 			name: "by-id",
-			next: func(r *rand.Rand) Filter { return Filter{RequestIDs: []string{id(demoSeq(r))}} },
-			check: func(f Filter, p Page) error {
+			next: func(r *rand.Rand) tracker.Filter { return tracker.Filter{RequestIDs: []string{id(demoSeq(r))}} },
+			check: func(f tracker.Filter, p tracker.Page) error {
 				if p.TotalRequests != 1 || p.Requests[0].ID != f.RequestIDs[0] || len(p.Requests[0].Messages) != p.Requests[0].Summary.Total {
 					return fmt.Errorf("by id %v: %d requests", f.RequestIDs, p.TotalRequests)
 				}
@@ -242,11 +243,11 @@ func (fx *fixture) queries() []query {
 		},
 		{
 			name: "by-record-reference",
-			next: func(r *rand.Rand) Filter {
+			next: func(r *rand.Rand) tracker.Filter {
 				seq := demoSeq(r)
-				return Filter{ExternalReferences: []string{fmt.Sprintf("R%d-%d", seq, r.IntN(10))}}
+				return tracker.Filter{ExternalReferences: []string{fmt.Sprintf("R%d-%d", seq, r.IntN(10))}}
 			},
-			check: func(f Filter, p Page) error {
+			check: func(f tracker.Filter, p tracker.Page) error {
 				if p.TotalRequests != 1 || len(p.Requests[0].Messages) != 1 || p.Requests[0].Messages[0].ExternalReference != f.ExternalReferences[0] {
 					return fmt.Errorf("by reference %v: %d requests", f.ExternalReferences, p.TotalRequests)
 				}
@@ -255,8 +256,8 @@ func (fx *fixture) queries() []query {
 		},
 		{
 			name: "other-clients-id",
-			next: func(r *rand.Rand) Filter { return Filter{RequestIDs: []string{id(demoSeq(r) + 1)}} },
-			check: func(f Filter, p Page) error {
+			next: func(r *rand.Rand) tracker.Filter { return tracker.Filter{RequestIDs: []string{id(demoSeq(r) + 1)}} },
+			check: func(f tracker.Filter, p tracker.Page) error {
 				if p.TotalRequests != 0 {
 					return fmt.Errorf("another client's request was found")
 				}
@@ -265,26 +266,26 @@ func (fx *fixture) queries() []query {
 		},
 		{
 			name: "status+week-page50",
-			next: func(r *rand.Rand) Filter {
+			next: func(r *rand.Rand) tracker.Filter {
 				from := fx.first.AddDate(0, 0, r.IntN(fx.days-7))
-				return Filter{Statuses: []Status{Failed}, ReceivedFrom: from, ReceivedTo: from.AddDate(0, 0, 7).Add(-1),
+				return tracker.Filter{Statuses: []tracker.Status{tracker.Failed}, ReceivedFrom: from, ReceivedTo: from.AddDate(0, 0, 7).Add(-1),
 					Page: 1 + r.IntN(3), PageSize: 50}
 			},
 			check: checkStatusPage,
 		},
 		{
 			name: "status+all-days-random-page50",
-			next: func(r *rand.Rand) Filter {
-				return Filter{Statuses: []Status{Failed, Invalid}, ReceivedFrom: fx.first, ReceivedTo: fx.first.AddDate(0, 0, fx.days),
+			next: func(r *rand.Rand) tracker.Filter {
+				return tracker.Filter{Statuses: []tracker.Status{tracker.Failed, tracker.Invalid}, ReceivedFrom: fx.first, ReceivedTo: fx.first.AddDate(0, 0, fx.days),
 					Page: 1 + r.IntN(max(fx.requests/2/50, 1)), PageSize: 50}
 			},
 			check: checkStatusPage,
 		},
 		{
 			name: "type+status+day-page50",
-			next: func(r *rand.Rand) Filter {
+			next: func(r *rand.Rand) tracker.Filter {
 				from := fx.first.AddDate(0, 0, r.IntN(fx.days))
-				return Filter{MessageTypes: []string{"quote"}, Statuses: []Status{Failed}, ReceivedFrom: from,
+				return tracker.Filter{MessageTypes: []string{"quote"}, Statuses: []tracker.Status{tracker.Failed}, ReceivedFrom: from,
 					ReceivedTo: from.AddDate(0, 0, 1).Add(-1), PageSize: 50, Page: 1}
 			},
 			check: checkStatusPage,
@@ -292,7 +293,7 @@ func (fx *fixture) queries() []query {
 	}
 }
 
-func checkStatusPage(f Filter, p Page) error {
+func checkStatusPage(f tracker.Filter, p tracker.Page) error {
 	if len(p.Requests) > f.PageSize {
 		return fmt.Errorf("page of %d", len(p.Requests))
 	}
@@ -422,7 +423,7 @@ func projectInBackground(tb testing.TB, fx *fixture) (stop func(), written *atom
 			for ctx.Err() == nil {
 				id := fmt.Sprintf("load-%d-%d", time.Now().UnixNano(), n.Add(1))
 				err := fx.db.Write(ctx, func(tx *sql.Tx) error {
-					return fx.tr.AcceptTx(tx, Request{ID: id, ClientID: "load", Format: "activity", ReceivedAt: time.Now(), Total: 10_000})
+					return fx.tr.AcceptTx(tx, tracker.Request{ID: id, ClientID: "load", Format: "activity", ReceivedAt: time.Now(), Total: 10_000})
 				})
 				for off := 0; off < 10_000 && err == nil && ctx.Err() == nil; off += 1000 {
 					if err = projectFragment(ctx, fx.tr, id, off, 1000); err == nil {
