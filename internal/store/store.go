@@ -33,7 +33,9 @@ type Store interface {
 	// work (a partner is waiting for it). Messages published in tx are delivered to
 	// subscribers only after the commit.
 	Update(ctx context.Context, fn func(tx Tx) error) error
-	// Queue is the durable pub/sub the pipeline's router consumes.
+	// Queue is the durable pub/sub the pipeline's router consumes. Its Close does nothing:
+	// Watermill's router closes subscribers before its handlers finish, which would give back
+	// every message in flight; the backend stops the queue itself after the router has stopped.
 	Queue() Queue
 	// Tracker answers tracking searches and cancels requests.
 	Tracker() tracker.Store
