@@ -3,42 +3,42 @@
 // and reports 202 latency percentiles, request rates, end-to-end records/s until every record is
 // Complete in the tracker and in the sink, and the gateway's peak RSS. The soak scenario (run
 // only when asked) offers a steady load for minutes and samples database size, RSS and backlog.
+// Record ids are random UUIDs, as partners send them.
+//
+// With -postgres (the admin URL of a server) each run creates a fresh database gw_bench_<random>,
+// starts -nodes gateway processes on it (examples/gateway-cluster.yaml, each with its own data
+// folder), spreads the pushes round-robin over them, counts the postgres sinks' rows in that
+// database, and drops it (WITH (FORCE)) afterwards.
 //
 //	go run ./cmd/gateway-bench                # all scenarios but soak, 3 runs each, medians reported
 //	go run ./cmd/gateway-bench -runs 5 -only small
 //	go run ./cmd/gateway-bench -only soak -rate 1000 -duration 10m -retention 1m
+//	go run ./cmd/gateway-bench -postgres postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable -nodes 3 -only e2e
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3"
-	"github.com/tidwall/gjson"
 )
 
 func main() {
 	runs := flag.Int("runs", 3, "repetitions of each scenario (medians are reported)")
 	only := flag.String("only", "", "run one scenario: big1, big4, small, steady, e2e, soak")
-	config := flag.String("config", "examples/gateway.yaml", "gateway configuration")
+	config := flag.String("config", "", "gateway configuration (default examples/gateway.yaml, with -postgres examples/gateway-cluster.yaml)")
+	var o clusterOptions
+	flag.StringVar(&o.postgres, "postgres", "", "admin URL of a PostgreSQL server: run the gateway on a fresh database there (empty: embedded SQLite)")
+	flag.IntVar(&o.nodes, "nodes", 1, "gateway processes sharing the database (with -postgres)")
+	flag.StringVar(&o.bin, "gateway", "", "a gateway binary to run instead of building ./cmd/gateway (e.g. an older commit's, to compare)")
 	var so soakOptions
 	flag.IntVar(&so.rate, "rate", 1000, "soak: records per second offered")
 	flag.IntVar(&so.batch, "batch", 10, "soak: records per push")
@@ -47,14 +47,19 @@ func main() {
 	flag.IntVar(&so.ids, "ids", 50000, "soak: distinct record ids, reused in turn")
 	flag.StringVar(&so.retention, "retention", "", "soak: retention.tracking and retention.payloads to configure (e.g. 1m); empty keeps the config's")
 	flag.Parse()
+	o.config = *config
+	if err := o.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
+		os.Exit(2)
+	}
 	if *only == "soak" {
-		if err := soakRun(*config, so); err != nil {
+		if err := soakRun(o, so); err != nil {
 			fmt.Fprintln(os.Stderr, "gateway-bench:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := benchAll(*runs, *only, *config); err != nil {
+	if err := benchAll(*runs, *only, o); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
 		os.Exit(1)
 	}
@@ -65,8 +70,8 @@ type scenario struct {
 	run  func(g *gatewayProc) (map[string]float64, error)
 }
 
-func benchAll(runs int, only, config string) error {
-	bin, err := build()
+func benchAll(runs int, only string, o clusterOptions) error {
+	bin, err := o.binary()
 	if err != nil {
 		return err
 	}
@@ -77,18 +82,24 @@ func benchAll(runs int, only, config string) error {
 		{"steady", func(g *gatewayProc) (map[string]float64, error) { return steadyPushes(g, 32, 3200, 15*time.Second) }},
 		{"e2e", func(g *gatewayProc) (map[string]float64, error) { return endToEnd(g, 4, 30) }},
 	}
+	fmt.Fprintf(os.Stderr, "gateway-bench: %s\n", o.describe())
 	for _, sc := range scenarios {
 		if only != "" && only != sc.name {
 			continue
 		}
 		results := map[string][]float64{}
 		for i := range runs {
-			g, err := start(bin, config)
+			g, err := start(bin, o)
 			if err != nil {
 				return err
 			}
 			res, err := sc.run(g)
-			res["peak_rss_mb"] = g.peakRSSMB()
+			if err == nil {
+				res["peak_rss_mb"] = g.peakRSSMB()
+				if len(g.nodes) > 1 {
+					res["peak_rss_max_mb"] = g.maxPeakRSSMB()
+				}
+			}
 			g.stop()
 			if err != nil {
 				return fmt.Errorf("%s run %d: %w", sc.name, i+1, err)
@@ -104,28 +115,32 @@ func benchAll(runs int, only, config string) error {
 }
 
 // soakRun runs the soak scenario once on a fresh data folder and prints its figures.
-func soakRun(config string, o soakOptions) error {
-	bin, err := build()
+func soakRun(o clusterOptions, so soakOptions) error {
+	if o.postgres != "" {
+		return errors.New("-only soak samples the SQLite files of the data folder: run it without -postgres")
+	}
+	bin, err := o.binary()
 	if err != nil {
 		return err
 	}
-	cfg, err := soakConfig(config, o.retention)
+	cfg, err := soakConfig(o.config, so.retention)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(filepath.Dir(cfg))
-	g, err := start(bin, cfg)
+	o.config = cfg
+	g, err := start(bin, o)
 	if err != nil {
 		return err
 	}
 	defer g.stop()
-	fmt.Fprintf(os.Stderr, "soak: %s\n", describeSoak(o))
-	res, err := soak(g, o)
+	fmt.Fprintf(os.Stderr, "soak: %s\n", describeSoak(so))
+	res, err := soak(g, so)
 	if err != nil {
 		return fmt.Errorf("soak: %w", err)
 	}
 	res["peak_rss_mb"] = g.peakRSSMB()
-	fmt.Printf("soak (%s): %s\n", describeSoak(o), format(res, nil))
+	fmt.Printf("soak (%s): %s\n", describeSoak(so), format(res, nil))
 	return nil
 }
 
@@ -217,12 +232,18 @@ func steadyPushes(g *gatewayProc, c, rate int, d time.Duration) (map[string]floa
 }
 
 // endToEnd pushes n envelopes of 10,000 records at concurrency c and measures records/s from
-// the first request until every record is in the sink and Complete in the tracker.
+// the first request until every record is in the sink and Complete in the tracker
+// (tracked_records_per_s), and until the last sink write began (sink_records_per_s). The bodies
+// are built beforehand, so the clock holds no load generation.
 func endToEnd(g *gatewayProc, c, n int) (map[string]float64, error) {
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = envelope(fmt.Sprintf("e%d-", i), 10000)
+	}
 	start := time.Now()
 	var ids []string
 	var mu sync.Mutex
-	_, _, err := pushPaced(g, c, n, nil, func(i int) []byte { return envelope(fmt.Sprintf("e%d-", i), 10000) }, func(id string) {
+	_, _, err := pushPaced(g, c, n, nil, func(i int) []byte { return bodies[i] }, func(id string) {
 		mu.Lock()
 		ids = append(ids, id)
 		mu.Unlock()
@@ -230,21 +251,30 @@ func endToEnd(g *gatewayProc, c, n int) (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	records := n * 10000
-	if err := g.waitSink(records, 10*time.Minute); err != nil {
-		return nil, err
-	}
-	sinkDone := time.Since(start)
+	// The tracker first: its Tracking API answers from per-request counters, while counting a
+	// sink table of 300,000 rows every few milliseconds would take CPU from the gateway. A
+	// record is Complete only after its sink write committed, so the sink is then complete too
+	// (checked), and its _updated_at says when the last write began.
 	for _, id := range ids {
-		if err := g.waitTracked(id, 10000, 5*time.Minute); err != nil {
+		if err := g.waitTracked(id, 10000, 10*time.Minute); err != nil {
 			return nil, err
 		}
 	}
 	trackerDone := time.Since(start)
+	records := n * 10000
+	if err := g.waitSink(records, time.Minute); err != nil {
+		return nil, err
+	}
+	allDone := time.Since(start)
+	last, err := g.sinkLastWrite()
+	if err != nil {
+		return nil, err
+	}
 	return map[string]float64{
 		"records":               float64(records),
-		"sink_records_per_s":    float64(records) / sinkDone.Seconds(),
-		"tracked_records_per_s": float64(records) / trackerDone.Seconds(),
+		"sink_records_per_s":    float64(records) / last.Sub(start).Seconds(),
+		"tracked_records_per_s": float64(records) / allDone.Seconds(),
+		"tracker_lag_ms":        float64(allDone-trackerDone) / 1e6,
 	}, nil
 }
 
@@ -293,7 +323,8 @@ func pushPaced(g *gatewayProc, c, n int, due func(int) time.Time, body func(int)
 	return lat, elapsed, nil
 }
 
-// envelope builds an activity push of n records (calls and quotes, ~250 bytes each).
+// envelope builds an activity push of n records (calls and quotes, ~250 bytes each) with random
+// UUID ids; prefix names the push (its request_id).
 func envelope(prefix string, n int) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"format":"activity","request_id":"` + prefix + `batch","payload":[`)
@@ -301,177 +332,28 @@ func envelope(prefix string, n int) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		if i%2 == 0 {
-			fmt.Fprintf(&b, `{"id":"%s%d","type":"call","timestamp":"2020-05-18T21:15:00-5:00","duration":"PT25M30S","user_email":"Jonny.Test@mivation.com","contact":"+18774289403","direction":"outbound","note":"%08x"}`, prefix, i, rand.Uint32())
-		} else {
-			fmt.Fprintf(&b, `{"id":"%s%d","type":"quote","timestamp":"2020-05-18T21:20:00-5:00","user_email":"jonny.test@mivation.com","contact":"Jane S","product_line":"fire","product":"Renter","amount":123.45,"href":"https://my.quotes.net/%08x"}`, prefix, i, rand.Uint32())
-		}
+		writeRecord(&b, i%2 == 0, randomUUID())
 	}
 	b.WriteString(`]}`)
 	return b.Bytes()
 }
 
-type gatewayProc struct {
-	cmd     *exec.Cmd
-	url     string
-	dataDir string
-	client  *http.Client
-	sinks   *sql.DB
-}
-
-var listenLine = regexp.MustCompile(`addr=http://(\S+)`)
-
-func build() (string, error) {
-	dir, err := os.MkdirTemp("", "gateway-bench")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "gateway")
-	out, err := exec.Command("go", "build", "-o", bin, "./cmd/gateway").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build gateway: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func start(bin, config string) (*gatewayProc, error) {
-	dataDir, err := os.MkdirTemp("", "gateway-bench-data")
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "serve", "--config", config, "--addr", "127.0.0.1:0", "--data", dataDir)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenLine.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	g := &gatewayProc{cmd: cmd, dataDir: dataDir, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
-	select {
-	case a := <-addr:
-		g.url = "http://" + a
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		return nil, errors.New("gateway did not start")
-	}
-	return g, nil
-}
-
-func (g *gatewayProc) stop() {
-	g.cmd.Process.Signal(os.Interrupt)
-	g.cmd.Wait()
-	if g.sinks != nil {
-		g.sinks.Close()
-	}
-	os.RemoveAll(g.dataDir)
-}
-
-func (g *gatewayProc) push(body []byte) (string, error) {
-	req, _ := http.NewRequestWithContext(context.Background(), "POST", g.url+"/push", bytes.NewReader(body))
-	req.SetBasicAuth("demo", "demo-secret")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted {
-		return "", fmt.Errorf("push: %d %s", resp.StatusCode, out)
-	}
-	return gjson.GetBytes(out, "id").String(), nil
-}
-
-// sinkCount is the number of rows in both example sink tables.
-func (g *gatewayProc) sinkCount() int {
-	if g.sinks == nil {
-		db, err := sql.Open("sqlite3", "file:"+filepath.Join(g.dataDir, "sinks.db")+"?mode=ro&_busy_timeout=5000")
-		if err != nil {
-			return 0
-		}
-		g.sinks = db
-	}
-	n := 0
-	for _, table := range []string{"activities", "quotes"} {
-		var c int
-		if err := g.sinks.QueryRow("SELECT count(*) FROM " + table).Scan(&c); err == nil {
-			n += c
-		}
-	}
-	return n
-}
-
-func (g *gatewayProc) waitSink(want int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for g.sinkCount() < want {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("sink holds %d of %d records after %s", g.sinkCount(), want, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
-}
-
-// waitTracked polls the Tracking API until the request has want Complete messages.
-func (g *gatewayProc) waitTracked(id string, want int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		complete, err := g.completeByID(id)
-		if err != nil {
-			return err
-		}
-		if complete >= int64(want) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("request %s: %d of %d complete after %s", id, complete, want, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+// writeRecord writes one record of the Push API: a call or a quote with the given id.
+func writeRecord(b *bytes.Buffer, call bool, id string) {
+	if call {
+		fmt.Fprintf(b, `{"id":"%s","type":"call","timestamp":"2020-05-18T21:15:00-5:00","duration":"PT25M30S","user_email":"Jonny.Test@mivation.com","contact":"+18774289403","direction":"outbound","note":"%08x"}`, id, rand.Uint32())
+	} else {
+		fmt.Fprintf(b, `{"id":"%s","type":"quote","timestamp":"2020-05-18T21:20:00-5:00","user_email":"jonny.test@mivation.com","contact":"Jane S","product_line":"fire","product":"Renter","amount":123.45,"href":"https://my.quotes.net/%08x"}`, id, rand.Uint32())
 	}
 }
 
-func (g *gatewayProc) completeByID(id string) (int64, error) {
-	req, _ := http.NewRequest("POST", g.url+"/tracking", strings.NewReader(`{"search":[{"by":"id","value":"`+id+`"}],"paging":{"number":1,"size":1}}`))
-	req.SetBasicAuth("demo", "demo-secret")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return gjson.GetBytes(out, "data.requests.0.messageStatusSummary.complete").Int(), nil
-}
-
-// peakRSSMB is the gateway's high-water resident set size (VmHWM).
-func (g *gatewayProc) peakRSSMB() float64 { return g.procStatusMB("VmHWM:") }
-
-// procStatusMB reads a kB field of the gateway's /proc/PID/status (e.g. "VmRSS:") in MB.
-func (g *gatewayProc) procStatusMB(field string) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
+// randomUUID is a random (version 4) UUID, as partners' record ids are: they land anywhere in a
+// key's index, unlike sequential ids, which B-trees append cheaply.
+func randomUUID() string {
+	hi, lo := rand.Uint64(), rand.Uint64()
+	hi = hi&^0xf000 | 0x4000     // version 4
+	lo = lo&^(3<<62) | (2 << 62) // RFC 4122 variant
+	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", hi>>32, hi>>16&0xffff, hi&0xffff, lo>>48, lo&0xffffffffffff)
 }
 
 func percentile(xs []float64, p float64) float64 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,9 +36,13 @@ func soak(g *gatewayProc, o soakOptions) (map[string]float64, error) {
 	due := func(i int) time.Time { return start.Add(time.Duration(i) * interval) }
 	var sent atomic.Int64
 	var nextID atomic.Int64
+	ids := make([]string, max(o.ids, 1))
+	for i := range ids {
+		ids[i] = randomUUID()
+	}
 	body := func(int) []byte {
 		first := nextID.Add(int64(o.batch)) - int64(o.batch)
-		return soakEnvelope(first, o.batch, o.ids)
+		return soakEnvelope(first, o.batch, ids)
 	}
 
 	done := make(chan struct{})
@@ -105,10 +108,10 @@ type soakSample struct {
 
 func (g *gatewayProc) sampleSoak(at time.Duration, records int64) soakSample {
 	s := soakSample{at: at, records: records,
-		gatewayMB: fileMB(filepath.Join(g.dataDir, "gateway.db")),
-		walMB:     fileMB(filepath.Join(g.dataDir, "gateway.db-wal")),
-		sinksMB:   fileMB(filepath.Join(g.dataDir, "sinks.db")) + fileMB(filepath.Join(g.dataDir, "sinks.db-wal")),
-		rssMB:     g.procStatusMB("VmRSS:"),
+		gatewayMB: fileMB(filepath.Join(g.nodes[0].dataDir, "gateway.db")),
+		walMB:     fileMB(filepath.Join(g.nodes[0].dataDir, "gateway.db-wal")),
+		sinksMB:   fileMB(filepath.Join(g.nodes[0].dataDir, "sinks.db")) + fileMB(filepath.Join(g.nodes[0].dataDir, "sinks.db-wal")),
+		rssMB:     g.nodes[0].procStatusMB("VmRSS:"),
 	}
 	if page, err := g.scrape(); err == nil {
 		s.finished = sumSeries(page, "gateway_records_finished_total")
@@ -118,7 +121,7 @@ func (g *gatewayProc) sampleSoak(at time.Duration, records int64) soakSample {
 }
 
 func (g *gatewayProc) scrape() (string, error) {
-	resp, err := g.client.Get(g.url + "/metrics")
+	resp, err := g.client.Get(g.nodes[0].url + "/metrics")
 	if err != nil {
 		return "", err
 	}
@@ -147,21 +150,16 @@ func fileMB(path string) float64 {
 	return float64(fi.Size()) / (1 << 20)
 }
 
-// soakEnvelope is a push of n records whose ids cycle through ids distinct values, starting at
-// the first-th.
-func soakEnvelope(first int64, n, ids int) []byte {
+// soakEnvelope is a push of n records whose ids cycle through ids, starting at the first-th.
+func soakEnvelope(first int64, n int, ids []string) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"format":"activity","payload":[`)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		id := (first + int64(i)) % int64(ids)
-		if id%2 == 0 {
-			fmt.Fprintf(&b, `{"id":"soak-%d","type":"call","timestamp":"2020-05-18T21:15:00-5:00","duration":"PT25M30S","user_email":"Jonny.Test@mivation.com","contact":"+18774289403","direction":"outbound","note":"%08x"}`, id, rand.Uint32())
-		} else {
-			fmt.Fprintf(&b, `{"id":"soak-%d","type":"quote","timestamp":"2020-05-18T21:20:00-5:00","user_email":"jonny.test@mivation.com","contact":"Jane S","product_line":"fire","product":"Renter","amount":123.45,"href":"https://my.quotes.net/%08x"}`, id, rand.Uint32())
-		}
+		id := (first + int64(i)) % int64(len(ids))
+		writeRecord(&b, id%2 == 0, ids[id])
 	}
 	b.WriteString(`]}`)
 	return b.Bytes()

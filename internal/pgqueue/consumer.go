@@ -255,6 +255,7 @@ func (c *consumer) AckMessageQuery(params wmsql.AckMessageQueryParams) (wmsql.Qu
 		}
 	}
 	c.batch.cover(len(offsets))
+	c.batch.closeSavepoint(context.Background())
 	return wmsql.Query{
 		Query: `DELETE FROM ` + tableName(params.Topic) + ` WHERE "offset" = ANY($1) AND not_before <= now()`,
 		Args:  []any{offsets},
@@ -342,7 +343,9 @@ type batchTx struct {
 	covered int   // messages the ack query deletes
 	failed  error // first failure of a statement of the consumer's
 
-	marked bool // a savepoint is open; used by the forwarding goroutine only
+	// marked: a savepoint is open. Used by the forwarding goroutine while it hands messages
+	// out, then by the consume goroutine (closeSavepoint) once the last one was settled.
+	marked bool
 
 	afterCommit []func() // run once the batch has committed (AfterCommit)
 }
@@ -397,6 +400,28 @@ func (b *batchTx) savepoint(ctx context.Context) error {
 	}
 	b.marked = true
 	return nil
+}
+
+// closeSavepoint releases the open savepoint before the ack query deletes the batch's rows. The
+// rows were locked (FOR UPDATE) by the top-level transaction; deleted from inside a savepoint
+// (a subtransaction) their xmax would be a MultiXact, which PostgreSQL never marks committed in
+// the tuple's hint bits, so index scans could not mark the dead entries killed and every later
+// claim would walk the whole dead head of the queue's index until a VACUUM. It runs on the
+// consume goroutine once every message handed out was settled (handlers no longer use the
+// transaction); a batch that will be rolled back (a failure, or a message still out past
+// AckDeadline whose handler may still be writing) is left alone.
+func (b *batchTx) closeSavepoint(ctx context.Context) {
+	b.mu.Lock()
+	settled := b.failed == nil && b.covered >= b.handed
+	b.mu.Unlock()
+	if !b.marked || !settled {
+		return
+	}
+	if err := b.exec(ctx, `RELEASE SAVEPOINT pgqueue_msg`); err != nil {
+		b.fail(fmt.Errorf("release savepoint before the ack: %w", err))
+		return
+	}
+	b.marked = false
 }
 
 func (b *batchTx) exec(ctx context.Context, query string) error {

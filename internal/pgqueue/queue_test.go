@@ -740,3 +740,41 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("Publish after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestAckedRowsAreNotDeletedByAMultiXact inspects the heap of a topic after its messages were
+// handled (each handler writing under the message's savepoint) and acknowledged: the batch's
+// rows must be deleted by the transaction itself. Deleted from inside the savepoint, their xmax
+// would be a MultiXact (the top-level lock plus the subtransaction's delete), which PostgreSQL
+// never hints as committed: index scans could not mark the dead entries killed, and every
+// claim would walk the dead head of the queue until a VACUUM.
+func TestAckedRowsAreNotDeletedByAMultiXact(t *testing.T) {
+	db, _ := pgtest.Open(t)
+	if _, err := db.Exec(`CREATE EXTENSION IF NOT EXISTS pageinspect`); err != nil {
+		t.Fatalf("create extension pageinspect (PostgreSQL's contrib): %v", err)
+	}
+	createEffects(t, db)
+	const topic = "deliver.sink"
+	q := newQueue(t, Config{DB: db, PollInterval: 50 * time.Millisecond, Topics: map[string]TopicConfig{topic: {BatchSize: 5, MaxInFlight: 1}}})
+	msgs := newMessages(20, "m")
+	publish(t, q, topic, msgs...)
+	ch := subscribe(t, q, context.Background(), topic)
+	for range msgs {
+		m := receive(t, ch)
+		writeEffect(t, m)
+		m.Ack()
+	}
+	eventually(t, "all deleted", func() bool { return depth(t, q, topic) == 0 })
+	if got := effects(t, db); len(got) != len(msgs) {
+		t.Fatalf("%d effects, want %d", len(got), len(msgs))
+	}
+	const xmaxIsMulti = 0x1000 // HEAP_XMAX_IS_MULTI
+	var deleted, multi int
+	err := db.QueryRow(`SELECT count(*) FILTER (WHERE t_xmax <> 0), count(*) FILTER (WHERE t_xmax <> 0 AND t_infomask & $1 <> 0)
+		FROM heap_page_items(get_raw_page($2, 0))`, xmaxIsMulti, tableName(topic)).Scan(&deleted, &multi)
+	if err != nil {
+		t.Fatalf("inspect the heap of %s: %v", tableName(topic), err)
+	}
+	if deleted != len(msgs) || multi != 0 {
+		t.Fatalf("%d deleted row versions, %d of them by a MultiXact; want %d and 0", deleted, multi, len(msgs))
+	}
+}
