@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,6 +245,21 @@ func (f *Filter) MessageOffset() int {
 		return math.MaxInt
 	}
 	return p * f.MessagePageSize
+}
+
+// EffectiveSorts is the order Sorts asks for, as backends apply it: receivedDate descending
+// when empty, and each key once (a repeated key is ignored after its first occurrence).
+func (f *Filter) EffectiveSorts() []Sort {
+	if len(f.Sorts) == 0 {
+		return []Sort{{By: SortReceivedDate, Desc: true}}
+	}
+	out := make([]Sort, 0, len(f.Sorts))
+	for _, so := range f.Sorts {
+		if !slices.ContainsFunc(out, func(o Sort) bool { return o.By == so.By }) {
+			out = append(out, so)
+		}
+	}
+	return out
 }
 
 // Page is the answer to a search.

@@ -128,7 +128,7 @@ func TestQueryPlans(t *testing.T) {
 			"tracker_requests_client_received", "tracker_messages_status"}},
 	} {
 		q := requestsQuery(c.f, "demo", "r.seq")
-		q.b.WriteString(" ORDER BY " + orderBy(c.f.Sorts) + " LIMIT 50")
+		q.b.WriteString(" ORDER BY " + orderBy(&c.f) + " LIMIT 50")
 		plan := explain(q)
 		for _, w := range c.want {
 			if !strings.Contains(plan, w) {

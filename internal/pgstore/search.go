@@ -59,7 +59,7 @@ func (ts trackerStore) Find(ctx context.Context, clientID string, f tracker.Filt
 	q := requestsQuery(f, clientID, `r.seq, r.id, r.client_id, r.client_name, r.batch_reference, r.format,
 		r.received_at, r.total, r.cancelled_at, r.last_processed_at,
 		r.n_rows, r.n_processing, r.n_complete, r.n_failed, r.n_invalid, r.n_cancelled`)
-	q.b.WriteString(" ORDER BY " + orderBy(f.Sorts) + " LIMIT " + q.arg(limit) + " OFFSET " + q.arg(offset))
+	q.b.WriteString(" ORDER BY " + orderBy(&f) + " LIMIT " + q.arg(limit) + " OFFSET " + q.arg(offset))
 	rows, err := tx.QueryContext(ctx, q.sql(), q.args...)
 	if err != nil {
 		return tracker.Page{}, fmt.Errorf("tracker: list requests: %w", err)
@@ -202,17 +202,9 @@ func messageCriteria(q *query, f tracker.Filter) {
 }
 
 // orderBy is the ORDER BY of sorts (see tracker.Filter.Sorts).
-func orderBy(sorts []tracker.Sort) string {
-	if len(sorts) == 0 {
-		sorts = []tracker.Sort{{By: tracker.SortReceivedDate, Desc: true}}
-	}
+func orderBy(f *tracker.Filter) string {
 	var terms []string
-	done := map[tracker.SortKey]bool{}
-	for _, so := range sorts {
-		if done[so.By] {
-			continue
-		}
-		done[so.By] = true
+	for _, so := range f.EffectiveSorts() {
 		dir := " ASC"
 		if so.Desc {
 			dir = " DESC"

@@ -743,17 +743,8 @@ func messageCriteria(f *tracker.Filter, b *strings.Builder, args []any) []any {
 }
 
 func orderBy(f *tracker.Filter) string {
-	sorts := f.Sorts
-	if len(sorts) == 0 {
-		sorts = []tracker.Sort{{By: tracker.SortReceivedDate, Desc: true}}
-	}
 	var terms []string
-	done := map[tracker.SortKey]bool{}
-	for _, so := range sorts {
-		if done[so.By] {
-			continue
-		}
-		done[so.By] = true
+	for _, so := range f.EffectiveSorts() {
 		dir := " ASC"
 		if so.Desc {
 			dir = " DESC"
