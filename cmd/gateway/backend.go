@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +54,11 @@ const (
 // process, which locks the folder); a postgres:// URL means PostgreSQL shared by several nodes.
 func openBackend(cfg *config.Config, log *slog.Logger, use backendUse) (*backend, error) {
 	topics := pipeline.QueueTopics(cfg.SinkNames())
+	// Status and platform events are consumed one at a time, so that an integration's deliveries
+	// are created, and sent, in the order things happened (request:accepted first).
+	for _, name := range []string{pipeline.TopicEvents, integrations.TopicPlatform} {
+		topics[name] = store.TopicConfig{BatchSize: 16, MaxInFlight: 1}
+	}
 	switch {
 	case cfg.Database == "":
 		return openSQLite(cfg, log, topics, use)
@@ -141,10 +145,6 @@ func openPostgres(cfg *config.Config, log *slog.Logger, topics map[string]store.
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to database %s: %w", redactURL(cfg.Database), err)
-	}
-	topics = maps.Clone(topics)
-	for _, name := range []string{pipeline.TopicEvents, integrations.TopicPlatform} {
-		topics[name] = store.TopicConfig{BatchSize: 16, MaxInFlight: 1}
 	}
 	queue, err := pgqueue.New(pgqueue.Config{DB: db, Logger: logging.Watermill(log), Topics: pgqueue.TopicsFrom(topics)})
 	if err != nil {
