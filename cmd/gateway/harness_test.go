@@ -166,7 +166,7 @@ func (g *gateway) push(t *testing.T, body []byte) string {
 	t.Helper()
 	status, _, out := g.do(t, "POST", "/push", "demo", "demo-secret", "application/json", body)
 	if status != http.StatusAccepted {
-		t.Fatalf("push: %d %s", status, out)
+		t.Fatalf("push: %d %s\ngateway log (last lines):\n%s", status, out, lastLines(g.logs.String(), 15))
 	}
 	id := gjson.GetBytes(out, "id").String()
 	if id == "" {
@@ -285,4 +285,10 @@ const exampleConfig = "../../examples/gateway.yaml"
 // hostPort strips the scheme of a listen URL.
 func hostPort(url string) string {
 	return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+}
+
+// lastLines is the last n lines of s, for failure messages.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
