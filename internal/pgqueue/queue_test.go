@@ -458,8 +458,7 @@ func consumeInParallel(t *testing.T, q *Queue, topic string, chs ...<-chan *mess
 		mu        sync.Mutex
 		received  = map[string]int{} // uuid -> deliveries
 		per       = make([]int, len(chs))
-		oneGotOne = make(chan struct{})
-		signal    sync.Once
+		got       = []chan struct{}{make(chan struct{}), make(chan struct{})} // closed at a reader's first message
 		all       = make(chan struct{})
 		finish    sync.Once
 		wg        sync.WaitGroup
@@ -483,14 +482,14 @@ func consumeInParallel(t *testing.T, q *Queue, topic string, chs ...<-chan *mess
 				per[i]++
 				first, n := per[i] == 1, len(received)
 				mu.Unlock()
-				if i == 1 {
-					signal.Do(func() { close(oneGotOne) })
-				}
-				if i == 0 && first {
+				// Each reader holds its first message until the other has one: both must be served
+				// while the other's message is still unacknowledged, whichever starts first.
+				if first {
+					close(got[i])
 					select {
-					case <-oneGotOne:
+					case <-got[1-i]:
 					case <-time.After(waitFor):
-						t.Errorf("reader 1 received nothing while reader 0 held a message for %s", waitFor)
+						t.Errorf("reader %d received nothing while reader %d held a message for %s", 1-i, i, waitFor)
 					}
 				}
 				m.Ack()
