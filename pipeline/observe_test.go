@@ -125,12 +125,11 @@ func testRetriedDeliveryIsLoggedTrackedAndMeasured(t *testing.T, b backend) {
 	for {
 		v := find()
 		call := v.Messages[0]
-		if failures.Load() >= 3 && call.Status == tracker.Processing && len(call.Errors) == 1 {
+		// The quote (another sink) and the invalid record settle on their own, possibly later.
+		others := v.Messages[1].Status == tracker.Complete && v.Messages[2].Status == tracker.Invalid
+		if failures.Load() >= 3 && call.Status == tracker.Processing && len(call.Errors) == 1 && others {
 			if e := call.Errors[0]; !strings.Contains(e, "sink activities: attempt ") || !strings.Contains(e, " of 50 failed, next at ") || !strings.Contains(e, "503") {
 				t.Fatalf("retrying record's error: %q", e)
-			}
-			if v.Messages[1].Status != tracker.Complete || v.Messages[2].Status != tracker.Invalid {
-				t.Fatalf("other records: %+v", v.Messages)
 			}
 			break
 		}
