@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,11 +79,16 @@ func (p *Pipeline) process(msg *message.Message) error {
 	header := deliveryHeader(requestID, clientID, format, m.Version)
 	refOf := func(index int) string { return news[index-offset].ExternalReference }
 
-	var done []tracker.Result // the terminal outcomes the transaction records
 	return p.cfg.Store.Update(ctx, func(tx store.Tx) error {
-		done = done[:0]
+		var done []tracker.Result // the terminal outcomes the transaction records
+		var completed *tracker.Completion
 		trk := tx.Tracker()
-		cancelled, err := trk.AddMessages(requestID, news)
+		// Messages recorded at intake need only the cancel check AddMessages makes.
+		record := news
+		if msg.Metadata.Get(mdTracked) == "1" {
+			record = nil
+		}
+		cancelled, err := trk.AddMessages(requestID, record)
 		if err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
@@ -98,7 +104,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 			return tx.Ack(msg)
 		}
 		if len(invalid) > 0 {
-			if err := trk.Finish(requestID, invalid); err != nil {
+			if completed, err = trk.Finish(requestID, invalid); err != nil {
 				return fmt.Errorf("record invalid messages of request %s: %w", requestID, err)
 			}
 			if err := p.publishOutcomes(tx, msg.UUID+"/invalid", clientID, requestID, invalid, refOf); err != nil {
@@ -129,12 +135,13 @@ func (p *Pipeline) process(msg *message.Message) error {
 				for _, idx := range bySink[sink] {
 					parts[idx] = len(mapped[idx].sinks)
 				}
-				final, err := p.finish(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
+				final, c, err := p.finish(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
 					results(bySink[sink], tracker.Failed, m.Version, reason), parts, refOf)
 				if err != nil {
 					return err
 				}
 				done = append(done, final...)
+				completed = cmp.Or(c, completed)
 				continue
 			}
 			// A deterministic id: a replayed fragment queues the same deliveries.
@@ -148,7 +155,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 				return fmt.Errorf("queue delivery to sink %s: %w", sink, err)
 			}
 		}
-		p.afterFinished(ctx, tx, clientID, format, requestID, done)
+		p.afterFinished(tx, clientID, format, requestID, done, completed)
 		return tx.Ack(msg)
 	})
 }
@@ -278,20 +285,20 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 // one transaction.
 func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tracker.Result) error {
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
-		final, err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs())
+		final, completed, err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs())
 		if err != nil {
 			return err
 		}
-		p.afterFinished(msg.Context(), tx, d.ClientID, d.Format, d.RequestID, final)
+		p.afterFinished(tx, d.ClientID, d.Format, d.RequestID, final, completed)
 		return tx.Ack(msg)
 	})
 }
 
 // finish records rs, outcomes at sink of messages of request requestID, in tx, publishes the
-// terminal ones and returns them. A message routed to several sinks (parts[index] > 1) records
+// terminal ones and returns them, with the request's Completion if they completed it. A message routed to several sinks (parts[index] > 1) records
 // its part and reaches its terminal status only with the outcome of its last part: Complete if
 // every sink took it, Failed with each failing sink's errors otherwise.
-func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) ([]tracker.Result, error) {
+func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) ([]tracker.Result, *tracker.Completion, error) {
 	var final, partial []tracker.Result
 	for _, r := range rs {
 		if parts[r.Index] > 1 {
@@ -303,7 +310,7 @@ func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink strin
 	if len(partial) > 0 {
 		recorded, err := tx.Tracker().RecordParts(requestID, sink, partial)
 		if err != nil {
-			return nil, fmt.Errorf("record outcomes at sink %s for request %s: %w", sink, requestID, err)
+			return nil, nil, fmt.Errorf("record outcomes at sink %s for request %s: %w", sink, requestID, err)
 		}
 		for _, r := range partial {
 			if got := recorded[r.Index]; len(got) >= parts[r.Index] {
@@ -312,12 +319,13 @@ func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink strin
 		}
 	}
 	if len(final) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	if err := tx.Tracker().Finish(requestID, final); err != nil {
-		return nil, fmt.Errorf("record outcomes for request %s: %w", requestID, err)
+	completed, err := tx.Tracker().Finish(requestID, final)
+	if err != nil {
+		return nil, nil, fmt.Errorf("record outcomes for request %s: %w", requestID, err)
 	}
-	return final, p.publishOutcomes(tx, eventKey, clientID, requestID, final, refs)
+	return final, completed, p.publishOutcomes(tx, eventKey, clientID, requestID, final, refs)
 }
 
 // results gives every index the same terminal outcome.
@@ -351,13 +359,14 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
 		}
-		if err := tx.Tracker().Finish(requestID, rs); err != nil {
+		completed, err := tx.Tracker().Finish(requestID, rs)
+		if err != nil {
 			return fmt.Errorf("fail messages of request %s: %w", requestID, err)
 		}
 		if err := p.publishOutcomes(tx, msg.UUID+"/failed", msg.Metadata.Get(mdClient), requestID, rs, nil); err != nil {
 			return err
 		}
-		p.afterFinished(msg.Context(), tx, msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat), requestID, rs)
+		p.afterFinished(tx, msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat), requestID, rs, completed)
 		return tx.Ack(msg)
 	})
 }

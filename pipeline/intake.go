@@ -80,7 +80,6 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	}
 	now := p.now()
 	requestID := uuid.NewString()
-	fragments := p.fragments(requestID, s.ClientID, s.Envelope)
 	req := tracker.Request{
 		ID:             requestID,
 		ClientID:       s.ClientID,
@@ -98,6 +97,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	if m, ok := p.cfg.Mappings().Get(s.Envelope.Format); ok && len(s.Envelope.Records) <= p.cfg.TrackAtIntake {
 		news = newMessages(m, s.Envelope.Records, 0)
 	}
+	fragments := p.fragments(requestID, s.ClientID, s.Envelope, news != nil)
 	var receipt Receipt
 	start := time.Now()
 	// Urgent: a partner is waiting for this commit; pipeline writes can wait a little.
@@ -174,14 +174,18 @@ type fragment struct {
 // Cutting here, while the records are already parsed, writes each byte once: the records are
 // kept by the store (for processing, and for replay until retention purges them) and the queue
 // message that schedules a fragment carries only its coordinates. A separate split stage would
-// write a big envelope twice, through the writer every 202 waits for.
-func (p *Pipeline) fragments(requestID, clientID string, env Envelope) []fragment {
+// write a big envelope twice, through the writer every 202 waits for. tracked says intake
+// records the request's messages, so processing need not.
+func (p *Pipeline) fragments(requestID, clientID string, env Envelope, tracked bool) []fragment {
 	size := p.cfg.FragmentSize
 	out := make([]fragment, 0, (len(env.Records)+size-1)/size)
 	for off := 0; off < len(env.Records); off += size {
 		end := min(off+size, len(env.Records))
-		out = append(out, fragment{offset: off, records: joinRecords(env.Records[off:end]),
-			msg: fragmentMessage(requestID, clientID, env.Format, off, end-off, nil)})
+		msg := fragmentMessage(requestID, clientID, env.Format, off, end-off, nil)
+		if tracked {
+			msg.Metadata.Set(mdTracked, "1")
+		}
+		out = append(out, fragment{offset: off, records: joinRecords(env.Records[off:end]), msg: msg})
 	}
 	return out
 }

@@ -45,6 +45,7 @@ const (
 	mdOffset  = "offset"
 	mdCount   = "count"   // records in a fragment
 	mdIndexes = "indexes" // a delivery's record indexes, so even an unreadable one can be failed
+	mdTracked = "tracked" // "1": the fragment's messages were recorded at intake
 )
 
 // Config wires a Pipeline. Store, Mappings and Sinks are required.
@@ -90,8 +91,6 @@ type Pipeline struct {
 	// committing holds the idempotency keys (client, endpoint, key) of submissions being
 	// committed by this process, so a concurrent retry gets ErrIdempotencyInFlight.
 	committing sync.Map
-	// completed remembers requests whose completion was logged, to log each once.
-	completed recentIDs
 }
 
 // cpuSlots bounds how many handlers do CPU-heavy work (mapping a fragment, decoding a

@@ -256,7 +256,7 @@ func testFragmentsAndRedelivery(t *testing.T, b backend) {
 	}
 	// Replay: the same request's fragments queued again.
 	err = h.store.Update(context.Background(), func(tx store.Tx) error {
-		for _, f := range h.p.fragments(r.RequestID, "c", env) {
+		for _, f := range h.p.fragments(r.RequestID, "c", env, false) {
 			if err := tx.Publish(TopicFragments, f.msg); err != nil {
 				return err
 			}

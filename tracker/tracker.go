@@ -305,6 +305,23 @@ func (s Summary) Status() Status {
 	}
 }
 
+// Completion describes a request that a write has just completed.
+type Completion struct {
+	Summary    Summary // over the whole request, after the write
+	ReceivedAt time.Time
+}
+
+// CompletionOf returns the Completion of a request of total messages whose recorded messages
+// are counted by recorded (see SummaryOf), or nil if some message is still Queued or
+// Processing. Backends call it with the counters a terminal write left.
+func CompletionOf(total int, recorded Summary, cancelled bool, receivedAt time.Time) *Completion {
+	s := SummaryOf(total, recorded, cancelled)
+	if s.Status() != Complete {
+		return nil
+	}
+	return &Completion{Summary: s, ReceivedAt: receivedAt}
+}
+
 // RequestView is a selected request with its summary and the messages the search selected.
 type RequestView struct {
 	Request
@@ -337,7 +354,8 @@ type Writer interface {
 	Accept(r Request) error
 	// AddMessages records msgs of request requestID as Queued, or as Cancelled (processed now)
 	// if the request was cancelled, and then reports cancelled. Messages already recorded keep
-	// their status and fields. It returns ErrNotFound (wrapped) for a request never accepted.
+	// their status and fields; with no msgs it only reports cancelled. It returns ErrNotFound
+	// (wrapped) for a request never accepted.
 	AddMessages(requestID string, msgs []NewMessage) (cancelled bool, err error)
 	// Claim moves the messages at indexes from Queued to Processing and returns the indexes it
 	// moved or that were already Processing (a redelivery), in ascending order. Cancelled and
@@ -345,8 +363,11 @@ type Writer interface {
 	Claim(requestID string, indexes []int) ([]int, error)
 	// Finish records terminal outcomes, processed now. A message already terminal keeps its
 	// first terminal status; a message not recorded is ignored; of several results for one
-	// index the first wins.
-	Finish(requestID string, results []Result) error
+	// index the first wins. When this call completed the request (it moved messages to a
+	// terminal status and now every message of the request is terminal) it returns the
+	// request's Completion, else nil: of the writes to one request, exactly one that commits
+	// reports it.
+	Finish(requestID string, results []Result) (*Completion, error)
 	// RecordParts records, for messages of request requestID, the outcome of part (a sink of a
 	// record routed to several) and returns, for each of those messages, the outcomes of all its
 	// parts recorded so far, this one included, in the order they were recorded. Recording a

@@ -98,7 +98,8 @@ func newTrackingAPI(t *testing.T, reqs []trackingReq) (*TrackingAPI, store.Store
 			if _, err := w.Claim(r.id, claim); err != nil {
 				return err
 			}
-			return w.Finish(r.id, results)
+			_, err := w.Finish(r.id, results)
+			return err
 		})
 	}
 	today := trackingToday

@@ -35,6 +35,7 @@ type clusterOptions struct {
 	postgres string // admin URL of a PostgreSQL server; "" runs on embedded SQLite
 	nodes    int    // gateway processes (more than one only with postgres)
 	bin      string // a prebuilt gateway binary; "" builds ./cmd/gateway
+	pprof    string // HOST:PORT for the first node's --pprof listener ("" none)
 }
 
 // check validates the options and fills in the default config.
@@ -137,7 +138,11 @@ func start(bin string, o clusterOptions) (*gatewayProc, error) {
 		}
 	}
 	for i := range o.nodes {
-		n, err := startNode(bin, o.config, g.database, i)
+		pprof := ""
+		if i == 0 {
+			pprof = o.pprof
+		}
+		n, err := startNode(bin, o.config, g.database, pprof, i)
 		if err != nil {
 			g.stop()
 			return nil, fmt.Errorf("node %d: %w", i+1, err)
@@ -171,7 +176,7 @@ func (g *gatewayProc) createDatabase(admin string) error {
 
 // startNode starts one gateway process on its own data folder (and on database, when set) and
 // waits for its listen line. The process's error lines are echoed (at most 20), prefixed.
-func startNode(bin, config, database string, i int) (*node, error) {
+func startNode(bin, config, database, pprof string, i int) (*node, error) {
 	dataDir, err := os.MkdirTemp("", "gateway-bench-data")
 	if err != nil {
 		return nil, err
@@ -179,6 +184,9 @@ func startNode(bin, config, database string, i int) (*node, error) {
 	args := []string{"serve", "--config", config, "--addr", "127.0.0.1:0", "--data", dataDir}
 	if database != "" {
 		args = append(args, "--database", database)
+	}
+	if pprof != "" {
+		args = append(args, "--pprof", pprof)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a ^C reaches the bench, which stops the gateway
@@ -358,7 +366,7 @@ func (g *gatewayProc) waitTracked(id string, want int, timeout time.Duration) er
 }
 
 func (g *gatewayProc) completeByID(id string) (int64, error) {
-	req, _ := http.NewRequest("POST", g.pick().url+"/tracking", strings.NewReader(`{"search":[{"by":"id","value":"`+id+`"}],"paging":{"number":1,"size":1}}`))
+	req, _ := http.NewRequest("POST", g.pick().url+"/tracking", strings.NewReader(`{"search":[{"by":"id","value":"`+id+`"}],"paging":{"number":1,"size":1,"messages":{"number":1,"size":1}}}`))
 	req.SetBasicAuth("demo", "demo-secret")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := g.client.Do(req)
@@ -387,6 +395,27 @@ func (g *gatewayProc) maxPeakRSSMB() float64 {
 		m = max(m, n.procStatusMB("VmHWM:"))
 	}
 	return m
+}
+
+// cpuSeconds is the CPU time (user + system) the nodes have used so far.
+func (g *gatewayProc) cpuSeconds() float64 {
+	sum := 0.0
+	for _, n := range g.nodes {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces) start at state, field 3;
+		// utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		sum += (utime + stime) / 100
+	}
+	return sum
 }
 
 // procStatusMB reads a kB field of the process's /proc/PID/status (e.g. "VmRSS:") in MB.

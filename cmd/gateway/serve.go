@@ -31,6 +31,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	addr := fs.String("addr", "", "listen address HOST:PORT (default from config, 127.0.0.1:8080)")
 	dataDir := fs.String("data", "", "folder for the SQLite files (default from config, ./data)")
 	database := fs.String("database", "", "postgres:// URL of a database shared by several nodes (default from config; empty: embedded SQLite)")
+	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof profiles on this HOST:PORT (off when empty; keep it on localhost)")
 	logFlags := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,6 +39,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	log, err := logFlags.logger(stderr)
 	if err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	cfg, set, err := loadAll(*cfgPath, getenv)

@@ -455,13 +455,13 @@ func consumeInParallel(t *testing.T, q *Queue, topic string, chs ...<-chan *mess
 	const total = 60
 	publish(t, q, topic, newMessages(total, "m")...)
 	var (
-		mu        sync.Mutex
-		received  = map[string]int{} // uuid -> deliveries
-		per       = make([]int, len(chs))
-		got       = []chan struct{}{make(chan struct{}), make(chan struct{})} // closed at a reader's first message
-		all       = make(chan struct{})
-		finish    sync.Once
-		wg        sync.WaitGroup
+		mu       sync.Mutex
+		received = map[string]int{} // uuid -> deliveries
+		per      = make([]int, len(chs))
+		got      = []chan struct{}{make(chan struct{}), make(chan struct{})} // closed at a reader's first message
+		all      = make(chan struct{})
+		finish   sync.Once
+		wg       sync.WaitGroup
 	)
 	for i, ch := range chs {
 		wg.Add(1)

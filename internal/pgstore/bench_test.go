@@ -74,7 +74,7 @@ func projectRequest(s *Store, id string, total, fragment int) error {
 		}
 		var claimed []int
 		if err := update(func(w tracker.Writer) error {
-			if err := w.Finish(id, invalid); err != nil {
+			if _, err := w.Finish(id, invalid); err != nil {
 				return err
 			}
 			var err error
@@ -90,7 +90,7 @@ func projectRequest(s *Store, id string, total, fragment int) error {
 		for i, idx := range claimed {
 			done[i] = tracker.Result{Index: idx, Status: tracker.Complete, MappingVersion: "v1"}
 		}
-		if err := update(func(w tracker.Writer) error { return w.Finish(id, done) }); err != nil {
+		if err := update(func(w tracker.Writer) error { _, err := w.Finish(id, done); return err }); err != nil {
 			return err
 		}
 	}

@@ -114,7 +114,7 @@ func (w writer) Replay(requestID string, indexes []int) ([]int, error) {
 		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
 	}
 	rows.Close()
-	if err := applyDelta(w.t, req.seq, d); err != nil {
+	if _, err := applyDelta(w.t, req.seq, d); err != nil {
 		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
 	}
 	slices.Sort(replayed)

@@ -88,15 +88,24 @@ type delta struct {
 
 func (d *delta) zero() bool { return d.rows == 0 && d.byStatus == [6]int64{} && d.processed.IsZero() }
 
-func applyDelta(t *txn, seq int64, d delta) error {
+// applyDelta adds d to request seq's counters. When d moves messages to a terminal status
+// and leaves every message of the request terminal, it returns the request's Completion (the
+// row lock makes concurrent writers of one request see each other, so only one does).
+func applyDelta(t *txn, seq int64, d delta) (*tracker.Completion, error) {
 	if d.zero() {
-		return nil
+		return nil, nil
 	}
 	var processed any
 	if !d.processed.IsZero() {
 		processed = d.processed
 	}
-	_, err := t.tx.ExecContext(t.ctx, `UPDATE tracker_requests SET
+	var (
+		total, rows int
+		n           [6]int
+		cancelled   bool
+		receivedAt  time.Time
+	)
+	err := t.tx.QueryRowContext(t.ctx, `UPDATE tracker_requests SET
 		n_rows = n_rows + $2,
 		n_processing = n_processing + $3,
 		n_complete = n_complete + $4,
@@ -104,13 +113,20 @@ func applyDelta(t *txn, seq int64, d delta) error {
 		n_invalid = n_invalid + $6,
 		n_cancelled = n_cancelled + $7,
 		last_processed_at = greatest(last_processed_at, $8::timestamptz)
-		WHERE seq = $1`,
+		WHERE seq = $1
+		RETURNING total, n_rows, n_processing, n_complete, n_failed, n_invalid, n_cancelled,
+			cancelled_at IS NOT NULL, received_at`,
 		seq, d.rows, d.byStatus[codeProcessing], d.byStatus[codeComplete], d.byStatus[codeFailed],
-		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed)
+		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed).
+		Scan(&total, &rows, &n[codeProcessing], &n[codeComplete], &n[codeFailed], &n[codeInvalid], &n[codeCancelled], &cancelled, &receivedAt)
 	if err != nil {
-		return fmt.Errorf("update request counters: %w", err)
+		return nil, fmt.Errorf("update request counters: %w", err)
 	}
-	return nil
+	if d.byStatus[codeComplete] <= 0 && d.byStatus[codeFailed] <= 0 && d.byStatus[codeInvalid] <= 0 && d.byStatus[codeCancelled] <= 0 {
+		return nil, nil
+	}
+	return tracker.CompletionOf(total, tracker.Summary{Total: rows, Processing: n[codeProcessing], Complete: n[codeComplete],
+		Failed: n[codeFailed], Invalid: n[codeInvalid], Cancelled: n[codeCancelled]}, cancelled, receivedAt.UTC()), nil
 }
 
 // AddMessages records msgs as Queued, or Cancelled (processed now) if the request was
@@ -158,7 +174,8 @@ func (w writer) AddMessages(requestID string, msgs []tracker.NewMessage) (cancel
 			d.byStatus[codeCancelled] = n
 			d.processed = now
 		}
-		return applyDelta(w.t, req.seq, d)
+		_, err = applyDelta(w.t, req.seq, d)
+		return err
 	}()
 	if err != nil {
 		return false, fmt.Errorf("tracker: add %d messages to request %s: %w", len(msgs), requestID, err)
@@ -213,7 +230,8 @@ func (w writer) Claim(requestID string, indexes []int) ([]int, error) {
 			return fmt.Errorf("read claimed messages: %w", err)
 		}
 		slices.Sort(claimed)
-		return applyDelta(w.t, req.seq, d)
+		_, err = applyDelta(w.t, req.seq, d)
+		return err
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("tracker: claim %d messages of request %s: %w", len(indexes), requestID, err)
@@ -224,7 +242,7 @@ func (w writer) Claim(requestID string, indexes []int) ([]int, error) {
 // Finish records terminal outcomes, processed now. A message already terminal keeps its
 // first terminal status, a message not recorded is ignored, and of several results for one
 // index the first counts.
-func (w writer) Finish(requestID string, results []tracker.Result) error {
+func (w writer) Finish(requestID string, results []tracker.Result) (*tracker.Completion, error) {
 	var (
 		idx           []int32
 		codes         []int16
@@ -233,11 +251,11 @@ func (w writer) Finish(requestID string, results []tracker.Result) error {
 	seen := make(map[int]struct{}, len(results))
 	for _, r := range results {
 		if !r.Status.Terminal() {
-			return fmt.Errorf("tracker: finish messages of request %s: status %q of message %d is not terminal", requestID, r.Status, r.Index)
+			return nil, fmt.Errorf("tracker: finish messages of request %s: status %q of message %d is not terminal", requestID, r.Status, r.Index)
 		}
 		i, err := index32(r.Index)
 		if err != nil {
-			return fmt.Errorf("tracker: finish messages of request %s: %w", requestID, err)
+			return nil, fmt.Errorf("tracker: finish messages of request %s: %w", requestID, err)
 		}
 		if _, dup := seen[r.Index]; dup {
 			continue
@@ -247,7 +265,7 @@ func (w writer) Finish(requestID string, results []tracker.Result) error {
 		if len(r.Errors) > 0 {
 			b, err := json.Marshal(r.Errors)
 			if err != nil {
-				return fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
+				return nil, fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
 			}
 			e = string(b)
 		}
@@ -257,8 +275,9 @@ func (w writer) Finish(requestID string, results []tracker.Result) error {
 		version = append(version, text(r.MappingVersion))
 	}
 	if len(idx) == 0 {
-		return nil
+		return nil, nil
 	}
+	var completed *tracker.Completion
 	err := func() error {
 		req, err := w.lockRequest(requestID)
 		if err != nil {
@@ -308,12 +327,13 @@ func (w writer) Finish(requestID string, results []tracker.Result) error {
 		if d.byStatus != [6]int64{} {
 			d.processed = now
 		}
-		return applyDelta(w.t, req.seq, d)
+		completed, err = applyDelta(w.t, req.seq, d)
+		return err
 	}()
 	if err != nil {
-		return fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
+		return nil, fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
 	}
-	return nil
+	return completed, nil
 }
 
 // trackerStore is tracker.Store on the store's database.
@@ -364,7 +384,8 @@ func (ts trackerStore) Cancel(ctx context.Context, clientID, requestID string) (
 		if cancelled > 0 {
 			d.processed = now
 		}
-		return applyDelta(t, seq, d)
+		_, err = applyDelta(t, seq, d)
+		return err
 	})
 	if err != nil {
 		return false, 0, fmt.Errorf("tracker: cancel request %s: %w", requestID, err)

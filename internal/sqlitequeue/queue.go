@@ -252,16 +252,8 @@ func (q *Queue) InsertTx(tx *sql.Tx, topic string, msgs ...*message.Message) err
 	if len(msgs) == 0 {
 		return nil
 	}
-	insertMsg, err := tx.Prepare(`INSERT INTO queue_messages (topic, uuid, created_at, available_at, metadata) VALUES (?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("insert messages on topic %q: %w", topic, err)
-	}
-	defer insertMsg.Close()
-	insertPayload, err := tx.Prepare(`INSERT INTO queue_payloads (message_id, payload) VALUES (?, ?)`)
-	if err != nil {
-		return fmt.Errorf("insert messages on topic %q: %w", topic, err)
-	}
-	defer insertPayload.Close()
+	// Plain Exec runs through the connection's statement cache; tx.Prepare would compile the
+	// statements again for every publish.
 	now := time.Now().UnixMilli()
 	for _, msg := range msgs {
 		md := msg.Metadata
@@ -272,7 +264,7 @@ func (q *Queue) InsertTx(tx *sql.Tx, topic string, msgs ...*message.Message) err
 		if err != nil {
 			return fmt.Errorf("encode metadata of message %s: %w", msg.UUID, err)
 		}
-		res, err := insertMsg.Exec(topic, msg.UUID, now, now, string(mdJSON))
+		res, err := tx.Exec(insertMessageSQL, topic, msg.UUID, now, now, string(mdJSON))
 		if err != nil {
 			return fmt.Errorf("insert message %s on topic %q: %w", msg.UUID, topic, err)
 		}
@@ -280,12 +272,17 @@ func (q *Queue) InsertTx(tx *sql.Tx, topic string, msgs ...*message.Message) err
 		if err != nil {
 			return fmt.Errorf("insert message %s on topic %q: %w", msg.UUID, topic, err)
 		}
-		if _, err := insertPayload.Exec(id, msg.Payload); err != nil {
+		if _, err := tx.Exec(insertPayloadSQL, id, msg.Payload); err != nil {
 			return fmt.Errorf("insert payload of message %s on topic %q: %w", msg.UUID, topic, err)
 		}
 	}
 	return nil
 }
+
+const (
+	insertMessageSQL = `INSERT INTO queue_messages (topic, uuid, created_at, available_at, metadata) VALUES (?, ?, ?, ?, ?)`
+	insertPayloadSQL = `INSERT INTO queue_payloads (message_id, payload) VALUES (?, ?)`
+)
 
 // Depth counts the messages of topic not yet acknowledged (waiting, backing off or being
 // handled), from the read pool.

@@ -199,7 +199,7 @@ func (w trackerTx) AddMessages(requestID string, msgs []tracker.NewMessage) (boo
 func (w trackerTx) Claim(requestID string, indexes []int) ([]int, error) {
 	return w.t.ClaimTx(w.tx, requestID, indexes)
 }
-func (w trackerTx) Finish(requestID string, results []tracker.Result) error {
+func (w trackerTx) Finish(requestID string, results []tracker.Result) (*tracker.Completion, error) {
 	return w.t.FinishTx(w.tx, requestID, results)
 }
 func (w trackerTx) Replay(requestID string, indexes []int) ([]int, error) {

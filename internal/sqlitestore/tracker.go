@@ -184,15 +184,23 @@ type delta struct {
 
 func (d *delta) zero() bool { return d.rows == 0 && d.byStatus == [6]int64{} && d.processed == 0 }
 
-func applyDelta(tx *sql.Tx, seq int64, d delta) error {
+// applyDelta adds d to request seq's counters. When d moves messages to a terminal status
+// and leaves every message of the request terminal, it returns the request's Completion.
+func applyDelta(tx *sql.Tx, seq int64, d delta) (*tracker.Completion, error) {
 	if d.zero() {
-		return nil
+		return nil, nil
 	}
 	var processed any
 	if d.processed != 0 {
 		processed = d.processed
 	}
-	_, err := tx.Exec(`UPDATE tracker_requests SET
+	var (
+		total, rows int
+		n           [6]int
+		cancelled   bool
+		receivedAt  int64
+	)
+	err := tx.QueryRow(`UPDATE tracker_requests SET
 		n_rows = n_rows + ?2,
 		n_processing = n_processing + ?3,
 		n_complete = n_complete + ?4,
@@ -201,13 +209,20 @@ func applyDelta(tx *sql.Tx, seq int64, d delta) error {
 		n_cancelled = n_cancelled + ?7,
 		last_processed_at = CASE WHEN ?8 IS NULL THEN last_processed_at
 			ELSE max(coalesce(last_processed_at, ?8), ?8) END
-		WHERE seq = ?1`,
+		WHERE seq = ?1
+		RETURNING total, n_rows, n_processing, n_complete, n_failed, n_invalid, n_cancelled,
+			cancelled_at IS NOT NULL, received_at`,
 		seq, d.rows, d.byStatus[codeProcessing], d.byStatus[codeComplete], d.byStatus[codeFailed],
-		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed)
+		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed).
+		Scan(&total, &rows, &n[codeProcessing], &n[codeComplete], &n[codeFailed], &n[codeInvalid], &n[codeCancelled], &cancelled, &receivedAt)
 	if err != nil {
-		return fmt.Errorf("update request counters: %w", err)
+		return nil, fmt.Errorf("update request counters: %w", err)
 	}
-	return nil
+	if d.byStatus[codeComplete] <= 0 && d.byStatus[codeFailed] <= 0 && d.byStatus[codeInvalid] <= 0 && d.byStatus[codeCancelled] <= 0 {
+		return nil, nil
+	}
+	return tracker.CompletionOf(total, tracker.Summary{Total: rows, Processing: n[codeProcessing], Complete: n[codeComplete],
+		Failed: n[codeFailed], Invalid: n[codeInvalid], Cancelled: n[codeCancelled]}, cancelled, time.Unix(0, receivedAt).UTC()), nil
 }
 
 // AddMessages records msgs, messages of request requestID, as Queued — or as Cancelled (processed
@@ -277,7 +292,8 @@ func (s *trackerDB) AddMessagesTx(tx *sql.Tx, requestID string, msgs []tracker.N
 			d.byStatus[codeCancelled] = n
 			d.processed = now
 		}
-		return applyDelta(tx, req.seq, d)
+		_, err = applyDelta(tx, req.seq, d)
+		return err
 	}()
 	if err != nil {
 		return false, fmt.Errorf("tracker: add %d messages to request %s: %w", len(msgs), requestID, err)
@@ -362,7 +378,8 @@ func (s *trackerDB) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int,
 				return fmt.Errorf("read claimed messages: %w", err)
 			}
 		}
-		return applyDelta(tx, req.seq, d)
+		_, err = applyDelta(tx, req.seq, d)
+		return err
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("tracker: claim %d messages of request %s: %w", len(indexes), requestID, err)
@@ -377,11 +394,15 @@ func (s *trackerDB) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int,
 // validation). Results with a non-terminal status are an error, and so (ErrNotFound, wrapped)
 // is a request never accepted.
 func (s *trackerDB) Finish(ctx context.Context, requestID string, results []tracker.Result) error {
-	return s.db.Write(ctx, func(tx *sql.Tx) error { return s.FinishTx(tx, requestID, results) })
+	return s.db.Write(ctx, func(tx *sql.Tx) error {
+		_, err := s.FinishTx(tx, requestID, results)
+		return err
+	})
 }
 
-// FinishTx is Finish inside the caller's db.Write transaction.
-func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Result) error {
+// FinishTx is Finish inside the caller's db.Write transaction; it returns the request's
+// Completion when it completed the request (tracker.Writer.Finish).
+func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Result) (*tracker.Completion, error) {
 	// Results with the same outcome (status, errors, mapping version) — typically a whole
 	// fragment Complete — are updated by index ranges, one statement per contiguous run.
 	type group struct {
@@ -395,7 +416,7 @@ func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Res
 	seen := make(map[int]struct{}, len(results))
 	for _, r := range results {
 		if !r.Status.Terminal() {
-			return fmt.Errorf("tracker: finish messages of request %s: status %q of message %d is not terminal", requestID, r.Status, r.Index)
+			return nil, fmt.Errorf("tracker: finish messages of request %s: status %q of message %d is not terminal", requestID, r.Status, r.Index)
 		}
 		if _, dup := seen[r.Index]; dup {
 			continue
@@ -406,7 +427,7 @@ func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Res
 		if len(r.Errors) > 0 {
 			b, err := json.Marshal(r.Errors)
 			if err != nil {
-				return fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
+				return nil, fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
 			}
 			errs, errKey = string(b), string(b)
 		}
@@ -420,8 +441,9 @@ func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Res
 		g.idx = append(g.idx, r.Index)
 	}
 	if len(order) == 0 {
-		return nil
+		return nil, nil
 	}
+	var completed *tracker.Completion
 	err := func() error {
 		req, err := lookupRequest(tx, requestID)
 		if err != nil {
@@ -460,12 +482,13 @@ func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Res
 		if d.byStatus != [6]int64{} {
 			d.processed = now
 		}
-		return applyDelta(tx, req.seq, d)
+		completed, err = applyDelta(tx, req.seq, d)
+		return err
 	}()
 	if err != nil {
-		return fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
+		return nil, fmt.Errorf("tracker: finish %d messages of request %s: %w", len(results), requestID, err)
 	}
-	return nil
+	return completed, nil
 }
 
 // shownErrors is a message's errors as tracking shows them: those of earlier attempts, then
@@ -535,7 +558,8 @@ func (s *trackerDB) Cancel(ctx context.Context, clientID, requestID string) (fou
 		if cancelled > 0 {
 			d.processed = now
 		}
-		return applyDelta(tx, seq, d)
+		_, err = applyDelta(tx, seq, d)
+		return err
 	})
 	if err != nil {
 		return false, 0, fmt.Errorf("tracker: cancel request %s: %w", requestID, err)
@@ -1065,7 +1089,7 @@ func (s *trackerDB) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int
 			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
 		}
 	}
-	if err := applyDelta(tx, req.seq, d); err != nil {
+	if _, err := applyDelta(tx, req.seq, d); err != nil {
 		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
 	}
 	return replayed, nil

@@ -113,9 +113,15 @@ func (h *harness) claim(id string, idx []int) []int {
 	return got
 }
 
-func (h *harness) finish(id string, results []tracker.Result) {
+func (h *harness) finish(id string, results []tracker.Result) *tracker.Completion {
 	h.t.Helper()
-	h.must(h.write(func(w tracker.Writer) error { return w.Finish(id, results) }))
+	var completed *tracker.Completion
+	h.must(h.write(func(w tracker.Writer) error {
+		var err error
+		completed, err = w.Finish(id, results)
+		return err
+	}))
+	return completed
 }
 
 func (h *harness) find(client string, f tracker.Filter) tracker.Page {

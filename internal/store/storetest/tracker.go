@@ -21,6 +21,7 @@ func RunTracker(t *testing.T, b Backend) {
 		fn   func(t *testing.T, b Backend)
 	}{
 		{"LifecycleCountsAndIdempotence", testLifecycle},
+		{"CompletionReportedOnce", testCompletion},
 		{"Cancel", testCancel},
 		{"ClaimCancelRace", testClaimCancelRace},
 		{"FailedUpdateWritesNothing", testFailedUpdate},
@@ -57,6 +58,33 @@ func seqInts(from, to int) []int {
 }
 
 const reqA = "0b9a0c3e-6a51-4f0e-9d37-4b0f1e2f3a01"
+
+// testCompletion checks that exactly the Finish that leaves every message of a request
+// terminal reports the request's Completion, with its summary, and no other write does.
+func testCompletion(t *testing.T, b Backend) {
+	h := open(t, b)
+	received := time.Date(2024, 5, 1, 9, 30, 0, 0, time.UTC)
+	h.accept(tracker.Request{ID: reqA, ClientID: "demo", ClientName: "Demo", Format: "activity", ReceivedAt: received, Total: 5})
+	h.add(reqA, msgs(0, 3, "call")) // 3 of 5 recorded: the other two are not split yet
+	h.claim(reqA, seqInts(0, 2))
+	if c := h.finish(reqA, results(tracker.Complete, 0, 1, 2)); c != nil {
+		t.Fatalf("finishing 3 of 5 messages reported completion %+v", c)
+	}
+	h.add(reqA, msgs(3, 2, "quote"))
+	if c := h.finish(reqA, []tracker.Result{{Index: 3, Status: tracker.Invalid, Errors: []string{"bad"}}}); c != nil {
+		t.Fatalf("finishing 4 of 5 messages reported completion %+v", c)
+	}
+	h.claim(reqA, []int{4})
+	c := h.finish(reqA, results(tracker.Failed, 4))
+	want := tracker.Summary{Total: 5, Complete: 3, Invalid: 1, Failed: 1}
+	if c == nil || c.Summary != want || !c.ReceivedAt.Equal(received) {
+		t.Fatalf("the last Finish reported %+v, want summary %+v received %s", c, want, received)
+	}
+	// A redelivered outcome changes nothing and reports nothing.
+	if c := h.finish(reqA, results(tracker.Complete, 4)); c != nil {
+		t.Fatalf("a redelivered Finish reported completion again: %+v", c)
+	}
+}
 
 func testLifecycle(t *testing.T, b Backend) {
 	h := open(t, b)
@@ -144,7 +172,7 @@ func testLifecycle(t *testing.T, b Backend) {
 	if err := h.write(func(w tracker.Writer) error { _, err := w.Claim("nope", []int{0}); return err }); !errors.Is(err, tracker.ErrNotFound) {
 		t.Fatalf("claim unknown request: %v", err)
 	}
-	if err := h.write(func(w tracker.Writer) error { return w.Finish(reqA, results(tracker.Processing, 0)) }); err == nil {
+	if err := h.write(func(w tracker.Writer) error { _, err := w.Finish(reqA, results(tracker.Processing, 0)); return err }); err == nil {
 		t.Fatal("finish with a non-terminal status succeeded")
 	}
 	if err := h.write(func(w tracker.Writer) error { return w.Accept(tracker.Request{ID: "x"}) }); err == nil {
@@ -282,7 +310,7 @@ func testFailedUpdate(t *testing.T, b Backend) {
 		if _, err := w.Claim("kept", []int{0, 1}); err != nil {
 			return err
 		}
-		if err := w.Finish("kept", results(tracker.Complete, 0)); err != nil {
+		if _, err := w.Finish("kept", results(tracker.Complete, 0)); err != nil {
 			return err
 		}
 		return fmt.Errorf("handler: %w", boom)
