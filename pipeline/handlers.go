@@ -74,6 +74,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 		}
 		mapped[offset+i] = mr
 		valid = append(valid, offset+i)
+		news[i].Claimed = true // recorded Processing: Claim below finds it claimed
 	}
 	p.cpu.release()
 	header := deliveryHeader(requestID, clientID, format, m.Version)

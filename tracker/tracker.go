@@ -125,6 +125,22 @@ type NewMessage struct {
 	Index             int    // 0-based position of the record in the envelope
 	ExternalReference string // the record's own id, "" if it has none
 	Type              string // the record's message type, "" if unknown
+	// Claimed records the message Processing instead of Queued, as if Claim had moved it at
+	// once: for a caller that claims it in the same transaction, one write instead of two.
+	Claimed bool
+}
+
+// SplitClaimed separates the messages to record Processing (Claimed) from those to record
+// Queued, for backends that insert each group with one statement.
+func SplitClaimed(msgs []NewMessage) (claimed, queued []NewMessage) {
+	for _, m := range msgs {
+		if m.Claimed {
+			claimed = append(claimed, m)
+		} else {
+			queued = append(queued, m)
+		}
+	}
+	return claimed, queued
 }
 
 // Result is a message's terminal outcome.
@@ -354,8 +370,9 @@ type Writer interface {
 	Accept(r Request) error
 	// AddMessages records msgs of request requestID as Queued, or as Cancelled (processed now)
 	// if the request was cancelled, and then reports cancelled. Messages already recorded keep
-	// their status and fields; with no msgs it only reports cancelled. It returns ErrNotFound
-	// (wrapped) for a request never accepted.
+	// their status and fields; with no msgs it only reports cancelled. Messages marked Claimed
+	// are recorded Processing (Cancelled all the same if the request is cancelled). It returns
+	// ErrNotFound (wrapped) for a request never accepted.
 	AddMessages(requestID string, msgs []NewMessage) (cancelled bool, err error)
 	// Claim moves the messages at indexes from Queued to Processing and returns the indexes it
 	// moved or that were already Processing (a redelivery), in ascending order. Cancelled and

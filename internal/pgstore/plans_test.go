@@ -112,6 +112,22 @@ func TestQueryPlans(t *testing.T) {
 		}
 		return strings.Join(lines, "\n")
 	}
+	// A fragment's claim and a delivery's outcome, 1,000 messages of a 5,000-message request,
+	// probe the primary key, not the status index (see byIndexes in tracker.go).
+	fragment := make([]int32, 1000)
+	for i := range fragment {
+		fragment[i] = int32(1000 + i)
+	}
+	for name, q := range map[string]*query{
+		"claim":  {args: []any{50, fragment}},
+		"finish": {args: []any{50, fragment, int16(2), time.Now(), nil, "v1", int16(1)}},
+	} {
+		q.b.WriteString(map[string]string{"claim": claimSQL, "finish": finishSQL}[name])
+		if plan := explain(q); !strings.Contains(plan, "tracker_messages_pkey") ||
+			strings.Contains(plan, "tracker_messages_status") {
+			t.Errorf("%s: the plan does not probe the primary key alone:\n%s", name, plan)
+		}
+	}
 	day := time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		name string

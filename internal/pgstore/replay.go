@@ -83,7 +83,7 @@ func (w writer) Replay(requestID string, indexes []int) ([]int, error) {
 	}
 	rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH old AS (
 			SELECT idx, status FROM tracker_messages
-			WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status IN ($3, $4) FOR UPDATE),
+			WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status + 0 IN ($3, $4) FOR UPDATE), -- see byIndexes
 		moved AS (
 			UPDATE tracker_messages m SET status = $5, processed_at = NULL, retry_error = NULL FROM old
 			WHERE m.request_seq = $1 AND m.idx = old.idx RETURNING m.idx, old.status),
@@ -135,7 +135,8 @@ func (w writer) Retrying(requestID string, indexes []int, lastError string) erro
 		}
 	}
 	if _, err := w.t.tx.ExecContext(w.t.ctx, `UPDATE tracker_messages SET retry_error = $3
-		WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status = $4`,
+		WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status + 0 = $4 -- see byIndexes
+		`,
 		req.seq, idx, text(lastError), codeProcessing); err != nil {
 		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
 	}

@@ -62,13 +62,25 @@ type requestRow struct {
 	cancelled bool
 }
 
-// lockRequest looks request id up and locks its row until the transaction ends: every write
-// of a request takes this lock first, so they serialize (and never deadlock on each other)
-// and see each other's effects — a split after a cancel records Cancelled, as on SQLite.
-func (w writer) lockRequest(id string) (requestRow, error) {
+// lockRequest looks request id up and locks its row until the transaction ends. Writes whose
+// decision depends on what other writers of the request did take this lock first, so they
+// serialize (and never deadlock on each other) and see each other's effects: AddMessages (a
+// split after a cancel records Cancelled, as on SQLite), Claim, RecordParts (the last part
+// recorded finishes the message), Replay, Retrying.
+func (w writer) lockRequest(id string) (requestRow, error) { return w.lookupRequest(id, true) }
+
+// lookupRequest looks request id up, locking its row when lock is set. Finish does not lock it
+// first: its compare-and-set updates of message rows need no lock, and its counter update
+// (applyDelta, the last statement of a Finish) takes the row lock anyway. So concurrent
+// deliveries of one request wait for each other only from their counter update to their
+// commit, instead of for each other's whole transaction.
+func (w writer) lookupRequest(id string, lock bool) (requestRow, error) {
+	q := `SELECT seq, cancelled_at IS NOT NULL FROM tracker_requests WHERE id = $1`
+	if lock {
+		q += ` FOR NO KEY UPDATE`
+	}
 	var r requestRow
-	err := w.t.tx.QueryRowContext(w.t.ctx, `SELECT seq, cancelled_at IS NOT NULL FROM tracker_requests
-		WHERE id = $1 FOR NO KEY UPDATE`, text(id)).Scan(&r.seq, &r.cancelled)
+	err := w.t.tx.QueryRowContext(w.t.ctx, q, text(id)).Scan(&r.seq, &r.cancelled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, tracker.ErrNotFound
 	}
@@ -132,16 +144,6 @@ func applyDelta(t *txn, seq int64, d delta) (*tracker.Completion, error) {
 // AddMessages records msgs as Queued, or Cancelled (processed now) if the request was
 // cancelled, which it reports. Messages already recorded keep their status and fields.
 func (w writer) AddMessages(requestID string, msgs []tracker.NewMessage) (cancelled bool, err error) {
-	idx := make([]int32, len(msgs))
-	refs := make([]string, len(msgs))
-	types := make([]string, len(msgs))
-	for i, m := range msgs {
-		var err error
-		if idx[i], err = index32(m.Index); err != nil {
-			return false, fmt.Errorf("tracker: add messages to request %s: %w", requestID, err)
-		}
-		refs[i], types[i] = text(m.ExternalReference), text(m.Type)
-	}
 	err = func() error {
 		req, err := w.lockRequest(requestID)
 		if err != nil {
@@ -151,28 +153,28 @@ func (w writer) AddMessages(requestID string, msgs []tracker.NewMessage) (cancel
 		if len(msgs) == 0 {
 			return nil
 		}
-		status, processed := codeQueued, any(nil)
-		var now time.Time
+		var d delta
 		if req.cancelled {
-			now = w.t.s.now()
-			status, processed = codeCancelled, now
-		}
-		res, err := w.t.tx.ExecContext(w.t.ctx, `INSERT INTO tracker_messages
-			(request_seq, idx, external_reference, type, status, processed_at)
-			SELECT $1, u.idx, NULLIF(u.ref, ''), NULLIF(u.typ, ''), $2, $3
-			FROM unnest($4::integer[], $5::text[], $6::text[]) AS u(idx, ref, typ)
-			ON CONFLICT DO NOTHING`, req.seq, status, processed, idx, refs, types)
-		if err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
-		d := delta{rows: n}
-		if req.cancelled && n > 0 {
-			d.byStatus[codeCancelled] = n
-			d.processed = now
+			now := w.t.s.now()
+			n, err := w.insertMessages(req.seq, msgs, codeCancelled, now)
+			if err != nil {
+				return err
+			}
+			d.rows, d.byStatus[codeCancelled] = n, n
+			if n > 0 {
+				d.processed = now
+			}
+		} else {
+			claimed, queued := tracker.SplitClaimed(msgs)
+			nc, err := w.insertMessages(req.seq, claimed, codeProcessing, nil)
+			if err != nil {
+				return err
+			}
+			nq, err := w.insertMessages(req.seq, queued, codeQueued, nil)
+			if err != nil {
+				return err
+			}
+			d.rows, d.byStatus[codeProcessing] = nc+nq, nc
 		}
 		_, err = applyDelta(w.t, req.seq, d)
 		return err
@@ -182,6 +184,51 @@ func (w writer) AddMessages(requestID string, msgs []tracker.NewMessage) (cancel
 	}
 	return cancelled, nil
 }
+
+// insertMessages records msgs of request seq in status (processed at processed, or nil) unless
+// they are recorded already, and returns how many it recorded.
+func (w writer) insertMessages(seq int64, msgs []tracker.NewMessage, status int16, processed any) (int64, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	idx := make([]int32, len(msgs))
+	refs := make([]string, len(msgs))
+	types := make([]string, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if idx[i], err = index32(m.Index); err != nil {
+			return 0, err
+		}
+		refs[i], types[i] = text(m.ExternalReference), text(m.Type)
+	}
+	res, err := w.t.tx.ExecContext(w.t.ctx, `INSERT INTO tracker_messages
+		(request_seq, idx, external_reference, type, status, processed_at)
+		SELECT $1, u.idx, NULLIF(u.ref, ''), NULLIF(u.typ, ''), $2, $3
+		FROM unnest($4::integer[], $5::text[], $6::text[]) AS u(idx, ref, typ)
+		ON CONFLICT DO NOTHING`, seq, status, processed, idx, refs, types)
+	if err != nil {
+		return 0, fmt.Errorf("insert messages: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("insert messages: %w", err)
+	}
+	return n, nil
+}
+
+// Planner fence (byIndexes): writes select a request's messages by index (request_seq = $1 AND idx = ANY($2))
+// and compare their status. Written plainly, "status = S" lets the planner pick the
+// (request_seq, status, type) index, which returns every message of the request in that status
+// (10,000) and then filters them through the 1,000-element array: measured 40 ms for one
+// fragment's claim. "status + 0 = S" is not indexable, so the planner probes the primary key
+// for the given indexes instead (1 ms).
+//
+const claimSQL = `WITH moved AS (
+		UPDATE tracker_messages SET status = 1
+		WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status + 0 = 0 RETURNING idx)
+	SELECT idx, true FROM moved
+	UNION ALL
+	SELECT idx, false FROM tracker_messages WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status + 0 = 1`
 
 // Claim moves the messages at indexes from Queued to Processing and returns those now
 // Processing (moved, or already Processing: a redelivery), in ascending order.
@@ -200,14 +247,9 @@ func (w writer) Claim(requestID string, indexes []int) ([]int, error) {
 			return nil
 		}
 		// The CTE's update is invisible to the second SELECT (one snapshot): it lists the
-		// messages that were Processing before, the update those it moved.
-		rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH moved AS (
-				UPDATE tracker_messages SET status = 1
-				WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status = 0 RETURNING idx)
-			SELECT idx, true FROM moved
-			UNION ALL
-			SELECT idx, false FROM tracker_messages WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status = 1`,
-			req.seq, idx)
+		// messages that were Processing before, the update those it moved. "status + 0" is
+		// the planner fence described at byIndexes.
+		rows, err := w.t.tx.QueryContext(w.t.ctx, claimSQL, req.seq, idx)
 		if err != nil {
 			return fmt.Errorf("claim messages: %w", err)
 		}
@@ -243,11 +285,18 @@ func (w writer) Claim(requestID string, indexes []int) ([]int, error) {
 // first terminal status, a message not recorded is ignored, and of several results for one
 // index the first counts.
 func (w writer) Finish(requestID string, results []tracker.Result) (*tracker.Completion, error) {
-	var (
-		idx           []int32
-		codes         []int16
-		errs, version []string
-	)
+	// Results with the same outcome (status, errors, mapping version) — typically a whole
+	// delivery Complete — are updated by one statement per group, which probes the primary key
+	// for their indexes (see byIndexes). A join against the unnested outcomes instead plans as
+	// a nested loop over both lists on a table not yet analyzed: measured 72–108 ms for 500.
+	type group struct {
+		status  int16
+		errors  any // JSON array, or nil
+		version string
+		idx     []int32
+	}
+	groups := map[string]*group{}
+	var order []*group
 	seen := make(map[int]struct{}, len(results))
 	for _, r := range results {
 		if !r.Status.Terminal() {
@@ -261,69 +310,55 @@ func (w writer) Finish(requestID string, results []tracker.Result) (*tracker.Com
 			continue
 		}
 		seen[r.Index] = struct{}{}
-		e := ""
+		var errs any
+		errKey := ""
 		if len(r.Errors) > 0 {
 			b, err := json.Marshal(r.Errors)
 			if err != nil {
 				return nil, fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
 			}
-			e = string(b)
+			errs, errKey = string(b), string(b)
 		}
-		idx = append(idx, i)
-		codes = append(codes, statusCode(r.Status))
-		errs = append(errs, e)
-		version = append(version, text(r.MappingVersion))
+		key := string(r.Status) + "\x00" + r.MappingVersion + "\x00" + errKey
+		g := groups[key]
+		if g == nil {
+			g = &group{status: statusCode(r.Status), errors: errs, version: text(r.MappingVersion)}
+			groups[key] = g
+			order = append(order, g)
+		}
+		g.idx = append(g.idx, i)
 	}
-	if len(idx) == 0 {
+	if len(order) == 0 {
 		return nil, nil
 	}
 	var completed *tracker.Completion
 	err := func() error {
-		req, err := w.lockRequest(requestID)
+		req, err := w.lookupRequest(requestID, false)
 		if err != nil {
 			return err
 		}
 		now := w.t.s.now()
-		// From Processing first (the usual case), then from Queued for what is left. The
-		// redundant "m.idx = ANY($2)" gives the planner an index condition on the primary key
-		// whatever its statistics say (on a young table it would otherwise scan it).
+		// From Processing first (the usual case), then from Queued for what is left.
 		var d delta
-		for _, from := range []int16{codeProcessing, codeQueued} {
-			rows, err := w.t.tx.QueryContext(w.t.ctx, `WITH done AS (
-					UPDATE tracker_messages m SET status = u.status, processed_at = $7,
-						errors = CASE WHEN m.errors IS NULL OR u.errors = '' THEN coalesce(NULLIF(u.errors, ''), m.errors)
-							ELSE (m.errors::jsonb || u.errors::jsonb)::text END, -- a replayed message keeps earlier errors
-						mapping_version = NULLIF(u.version, ''), retry_error = NULL
-					FROM unnest($2::integer[], $3::smallint[], $4::text[], $5::text[]) AS u(idx, status, errors, version)
-					WHERE m.request_seq = $1 AND m.idx = ANY($2::integer[]) AND m.idx = u.idx AND m.status = $6
-					RETURNING m.status)
-				SELECT status, count(*) FROM done GROUP BY status`,
-				req.seq, idx, codes, errs, version, from, now)
-			if err != nil {
-				return fmt.Errorf("finish messages: %w", err)
-			}
-			var moved int64
-			for rows.Next() {
-				var (
-					to int16
-					n  int64
-				)
-				if err := rows.Scan(&to, &n); err != nil {
-					rows.Close()
-					return fmt.Errorf("read finished messages: %w", err)
+		for _, g := range order {
+			for _, from := range []int16{codeProcessing, codeQueued} {
+				res, err := w.t.tx.ExecContext(w.t.ctx, finishSQL, req.seq, g.idx, g.status, now, g.errors, g.version, from)
+				if err != nil {
+					return fmt.Errorf("finish messages: %w", err)
 				}
-				d.byStatus[from] -= n // the Queued slot is unused: Queued is implied
-				d.byStatus[to] += n
-				moved += n
-			}
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("read finished messages: %w", err)
-			}
-			if from == codeProcessing && moved == int64(len(idx)) {
-				break
+				n, err := res.RowsAffected()
+				if err != nil {
+					return fmt.Errorf("finish messages: %w", err)
+				}
+				if from != codeQueued { // the Queued slot is unused: Queued is implied
+					d.byStatus[from] -= n
+				}
+				d.byStatus[g.status] += n
+				if from == codeProcessing && n == int64(len(g.idx)) {
+					break
+				}
 			}
 		}
-		d.byStatus[codeQueued] = 0
 		if d.byStatus != [6]int64{} {
 			d.processed = now
 		}
@@ -335,6 +370,15 @@ func (w writer) Finish(requestID string, results []tracker.Result) (*tracker.Com
 	}
 	return completed, nil
 }
+
+// finishSQL ends the messages at indexes $2 that are in status $7 with outcome $3 (errors $5,
+// a JSON array or NULL; mapping version $6, '' for none). A replayed message keeps the errors
+// of its earlier attempts: new ones are appended.
+const finishSQL = `UPDATE tracker_messages SET status = $3, processed_at = $4,
+		errors = CASE WHEN errors IS NULL OR $5::text IS NULL THEN coalesce($5::text, errors)
+			ELSE (errors::jsonb || $5::jsonb)::text END,
+		mapping_version = NULLIF($6, ''), retry_error = NULL
+	WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status + 0 = $7`
 
 // trackerStore is tracker.Store on the store's database.
 type trackerStore struct{ s *Store }

@@ -166,11 +166,17 @@ type tx struct {
 	s           *Store
 	published   []string
 	afterCommit []func()
+	writer      *writeTx // the tracker's view of tx, made on first use
 }
 
 func (t *tx) AfterCommit(fn func()) { t.afterCommit = append(t.afterCommit, fn) }
 
-func (t *tx) Tracker() tracker.Writer { return trackerTx{t.s.tracker, t.tx} }
+func (t *tx) Tracker() tracker.Writer {
+	if t.writer == nil {
+		t.writer = &writeTx{Tx: t.tx}
+	}
+	return trackerTx{t.s.tracker, t.writer}
+}
 
 func (t *tx) Publish(topic string, msgs ...*message.Message) error {
 	if err := t.s.queue.InsertTx(t.tx, topic, msgs...); err != nil {
@@ -189,7 +195,7 @@ func (t *tx) Retry(msg *message.Message, notBefore time.Time) error {
 // trackerTx binds the SQLite tracker's transaction methods to one transaction.
 type trackerTx struct {
 	t  *trackerDB
-	tx *sql.Tx
+	tx *writeTx
 }
 
 func (w trackerTx) Accept(r tracker.Request) error { return w.t.AcceptTx(w.tx, r) }

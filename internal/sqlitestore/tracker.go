@@ -138,20 +138,25 @@ func (s *trackerDB) now() time.Time {
 // AcceptTx records request r inside tx, the caller's db.Write transaction that also enqueues
 // r's envelope, so that the request is tracked exactly when it is accepted. Recording the same
 // id again does nothing (the first record stands).
-func (s *trackerDB) AcceptTx(tx *sql.Tx, r tracker.Request) error {
+func (s *trackerDB) AcceptTx(tx *writeTx, r tracker.Request) error {
 	if r.ID == "" || r.ClientID == "" {
 		return fmt.Errorf("tracker: accept request: id and client id are required")
 	}
 	if r.Total < 0 {
 		return fmt.Errorf("tracker: accept request %s: negative total %d", r.ID, r.Total)
 	}
-	_, err := tx.Exec(`INSERT INTO tracker_requests
+	var seq int64
+	err := tx.QueryRow(`INSERT INTO tracker_requests
 		(id, client_id, client_name, batch_reference, format, received_at, total)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, unixNano(r.ReceivedAt), r.Total)
-	if err != nil {
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq`,
+		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, unixNano(r.ReceivedAt), r.Total).Scan(&seq)
+	switch {
+	case err == sql.ErrNoRows: // recorded before: the first record stands
+		return nil
+	case err != nil:
 		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
 	}
+	tx.remember(r.ID, requestRow{seq: seq})
 	return nil
 }
 
@@ -161,7 +166,21 @@ type requestRow struct {
 	cancelled bool
 }
 
-func lookupRequest(tx *sql.Tx, id string) (requestRow, error) {
+// writeTx is one store transaction's view of the writer's transaction: it remembers the
+// requests it has looked up, so the several writes one handler makes to a request (record,
+// claim, finish) resolve its id once.
+type writeTx struct {
+	*sql.Tx
+	known map[string]requestRow
+}
+
+// lookupRequest returns request id's row, from memory if this transaction looked it up (or
+// accepted it) before. Nothing a Writer does changes seq or cancelled (only Cancel does, in a
+// transaction of its own).
+func (tx *writeTx) lookupRequest(id string) (requestRow, error) {
+	if r, ok := tx.known[id]; ok {
+		return r, nil
+	}
 	var r requestRow
 	err := tx.QueryRow(`SELECT seq, cancelled_at IS NOT NULL FROM tracker_requests WHERE id = ?`, id).
 		Scan(&r.seq, &r.cancelled)
@@ -171,7 +190,15 @@ func lookupRequest(tx *sql.Tx, id string) (requestRow, error) {
 	if err != nil {
 		return r, fmt.Errorf("look up request: %w", err)
 	}
+	tx.remember(id, r)
 	return r, nil
+}
+
+func (tx *writeTx) remember(id string, r requestRow) {
+	if tx.known == nil {
+		tx.known = make(map[string]requestRow, 1)
+	}
+	tx.known[id] = r
 }
 
 // delta is a change to a request's counters, indexed by status code (Queued is implied by
@@ -232,38 +259,21 @@ func applyDelta(tx *sql.Tx, seq int64, d delta) (*tracker.Completion, error) {
 func (s *trackerDB) AddMessages(ctx context.Context, requestID string, msgs []tracker.NewMessage) (cancelled bool, err error) {
 	err = s.db.Write(ctx, func(tx *sql.Tx) error {
 		var err error
-		cancelled, err = s.AddMessagesTx(tx, requestID, msgs)
+		cancelled, err = s.AddMessagesTx(&writeTx{Tx: tx}, requestID, msgs)
 		return err
 	})
 	return cancelled, err
 }
 
 // AddMessagesTx is AddMessages inside the caller's db.Write transaction.
-func (s *trackerDB) AddMessagesTx(tx *sql.Tx, requestID string, msgs []tracker.NewMessage) (cancelled bool, err error) {
-	// One statement inserts the batch: the rows travel as one JSON array [[idx, ref, type], ...]
-	// that SQLite unpacks with json_each, which costs far less than a call per row.
-	buf := make([]byte, 0, 16+len(msgs)*32)
-	buf = append(buf, '[')
-	for i, m := range msgs {
+func (s *trackerDB) AddMessagesTx(tx *writeTx, requestID string, msgs []tracker.NewMessage) (cancelled bool, err error) {
+	for _, m := range msgs {
 		if m.Index < 0 {
 			return false, fmt.Errorf("tracker: add messages to request %s: negative index %d", requestID, m.Index)
 		}
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, '[')
-		buf = strconv.AppendInt(buf, int64(m.Index), 10)
-		buf = append(buf, ',')
-		buf = appendJSONStringOrNull(buf, m.ExternalReference)
-		buf = append(buf, ',')
-		buf = appendJSONStringOrNull(buf, m.Type)
-		buf = append(buf, ']')
 	}
-	buf = append(buf, ']')
-	batch := string(buf)
-
 	err = func() error {
-		req, err := lookupRequest(tx, requestID)
+		req, err := tx.lookupRequest(requestID)
 		if err != nil {
 			return err
 		}
@@ -271,34 +281,81 @@ func (s *trackerDB) AddMessagesTx(tx *sql.Tx, requestID string, msgs []tracker.N
 		if len(msgs) == 0 {
 			return nil
 		}
-		status, processed := codeQueued, any(nil)
-		var now int64
+		var d delta
 		if req.cancelled {
-			now = s.now().UnixNano()
-			status, processed = codeCancelled, now
+			now := s.now().UnixNano()
+			n, err := insertMessages(tx, req.seq, msgs, codeCancelled, now)
+			if err != nil {
+				return err
+			}
+			d.rows, d.byStatus[codeCancelled] = n, n
+			if n > 0 {
+				d.processed = now
+			}
+		} else {
+			claimed, queued := tracker.SplitClaimed(msgs)
+			nc, err := insertMessages(tx, req.seq, claimed, codeProcessing, nil)
+			if err != nil {
+				return err
+			}
+			nq, err := insertMessages(tx, req.seq, queued, codeQueued, nil)
+			if err != nil {
+				return err
+			}
+			d.rows, d.byStatus[codeProcessing] = nc+nq, nc
 		}
-		res, err := tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
-			SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?2, ?3 FROM json_each(?4) AS j WHERE true
-			ON CONFLICT DO NOTHING`, req.seq, status, processed, batch)
-		if err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
-		d := delta{rows: n}
-		if req.cancelled && n > 0 {
-			d.byStatus[codeCancelled] = n
-			d.processed = now
-		}
-		_, err = applyDelta(tx, req.seq, d)
+		_, err = applyDelta(tx.Tx, req.seq, d)
 		return err
 	}()
 	if err != nil {
 		return false, fmt.Errorf("tracker: add %d messages to request %s: %w", len(msgs), requestID, err)
 	}
 	return cancelled, nil
+}
+
+// insertMessages records msgs of request seq in status (processed at processed, or nil) unless
+// they are recorded already, and returns how many it recorded. One message is one plain
+// insert; more travel as one JSON array [[idx, ref, type], ...] that SQLite unpacks with
+// json_each, which costs far less than a statement per row.
+func insertMessages(tx *writeTx, seq int64, msgs []tracker.NewMessage, status int, processed any) (int64, error) {
+	var res sql.Result
+	var err error
+	switch len(msgs) {
+	case 0:
+		return 0, nil
+	case 1:
+		m := msgs[0]
+		res, err = tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING`,
+			seq, m.Index, nullString(m.ExternalReference), nullString(m.Type), status, processed)
+	default:
+		buf := make([]byte, 0, 16+len(msgs)*32)
+		buf = append(buf, '[')
+		for i, m := range msgs {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '[')
+			buf = strconv.AppendInt(buf, int64(m.Index), 10)
+			buf = append(buf, ',')
+			buf = appendJSONStringOrNull(buf, m.ExternalReference)
+			buf = append(buf, ',')
+			buf = appendJSONStringOrNull(buf, m.Type)
+			buf = append(buf, ']')
+		}
+		buf = append(buf, ']')
+		res, err = tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
+			SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?2, ?3 FROM json_each(?4) AS j WHERE true
+			ON CONFLICT DO NOTHING`, seq, status, processed, string(buf))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("insert messages: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("insert messages: %w", err)
+	}
+	return n, nil
 }
 
 // Claim moves the messages of request requestID at indexes from Queued to Processing, and
@@ -311,7 +368,7 @@ func (s *trackerDB) Claim(ctx context.Context, requestID string, indexes []int) 
 	var claimed []int
 	err := s.db.Write(ctx, func(tx *sql.Tx) error {
 		var err error
-		claimed, err = s.ClaimTx(tx, requestID, indexes)
+		claimed, err = s.ClaimTx(&writeTx{Tx: tx}, requestID, indexes)
 		return err
 	})
 	return claimed, err
@@ -336,12 +393,12 @@ const (
 )
 
 // ClaimTx is Claim inside the caller's db.Write transaction.
-func (s *trackerDB) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
+func (s *trackerDB) ClaimTx(tx *writeTx, requestID string, indexes []int) ([]int, error) {
 	rs := toRanges(indexes)
 	var claimed []int
 	err := func() error {
 		claimed = claimed[:0]
-		req, err := lookupRequest(tx, requestID)
+		req, err := tx.lookupRequest(requestID)
 		if err != nil {
 			return err
 		}
@@ -378,7 +435,7 @@ func (s *trackerDB) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int,
 				return fmt.Errorf("read claimed messages: %w", err)
 			}
 		}
-		_, err = applyDelta(tx, req.seq, d)
+		_, err = applyDelta(tx.Tx, req.seq, d)
 		return err
 	}()
 	if err != nil {
@@ -395,14 +452,14 @@ func (s *trackerDB) ClaimTx(tx *sql.Tx, requestID string, indexes []int) ([]int,
 // is a request never accepted.
 func (s *trackerDB) Finish(ctx context.Context, requestID string, results []tracker.Result) error {
 	return s.db.Write(ctx, func(tx *sql.Tx) error {
-		_, err := s.FinishTx(tx, requestID, results)
+		_, err := s.FinishTx(&writeTx{Tx: tx}, requestID, results)
 		return err
 	})
 }
 
 // FinishTx is Finish inside the caller's db.Write transaction; it returns the request's
 // Completion when it completed the request (tracker.Writer.Finish).
-func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Result) (*tracker.Completion, error) {
+func (s *trackerDB) FinishTx(tx *writeTx, requestID string, results []tracker.Result) (*tracker.Completion, error) {
 	// Results with the same outcome (status, errors, mapping version) — typically a whole
 	// fragment Complete — are updated by index ranges, one statement per contiguous run.
 	type group struct {
@@ -445,7 +502,7 @@ func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Res
 	}
 	var completed *tracker.Completion
 	err := func() error {
-		req, err := lookupRequest(tx, requestID)
+		req, err := tx.lookupRequest(requestID)
 		if err != nil {
 			return err
 		}
@@ -482,7 +539,7 @@ func (s *trackerDB) FinishTx(tx *sql.Tx, requestID string, results []tracker.Res
 		if d.byStatus != [6]int64{} {
 			d.processed = now
 		}
-		completed, err = applyDelta(tx, req.seq, d)
+		completed, err = applyDelta(tx.Tx, req.seq, d)
 		return err
 	}()
 	if err != nil {
@@ -499,8 +556,8 @@ const shownErrors = `CASE WHEN m.retry_error IS NULL THEN m.errors WHEN m.errors
 // RetryingTx records lastError as the retry error of the messages of request requestID at
 // indexes that are still Processing (their delivery will be tried again), inside the caller's
 // db.Write transaction; see Writer.Retrying. No counter changes: the messages stay Processing.
-func (s *trackerDB) RetryingTx(tx *sql.Tx, requestID string, indexes []int, lastError string) error {
-	req, err := lookupRequest(tx, requestID)
+func (s *trackerDB) RetryingTx(tx *writeTx, requestID string, indexes []int, lastError string) error {
+	req, err := tx.lookupRequest(requestID)
 	if err != nil {
 		return fmt.Errorf("tracker: note retry of request %s: %w", requestID, err)
 	}
@@ -998,8 +1055,8 @@ func appendJSONStringOrNull(buf []byte, s string) []byte {
 
 // RecordPartsTx records part outcomes inside the caller's db.Write transaction; see
 // Writer.RecordParts.
-func (s *trackerDB) RecordPartsTx(tx *sql.Tx, requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
-	req, err := lookupRequest(tx, requestID)
+func (s *trackerDB) RecordPartsTx(tx *writeTx, requestID, part string, results []tracker.Result) (map[int][]tracker.Result, error) {
+	req, err := tx.lookupRequest(requestID)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: record part %s of request %s: %w", part, requestID, err)
 	}
@@ -1054,8 +1111,8 @@ func (s *trackerDB) RecordPartsTx(tx *sql.Tx, requestID, part string, results []
 // ReplayTx moves the messages of request requestID at indexes that are Failed or Invalid back
 // to Queued, keeping their errors (later outcomes append to them), and forgets their part
 // outcomes; see Writer.Replay.
-func (s *trackerDB) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int, error) {
-	req, err := lookupRequest(tx, requestID)
+func (s *trackerDB) ReplayTx(tx *writeTx, requestID string, indexes []int) ([]int, error) {
+	req, err := tx.lookupRequest(requestID)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
 	}
@@ -1089,7 +1146,7 @@ func (s *trackerDB) ReplayTx(tx *sql.Tx, requestID string, indexes []int) ([]int
 			return nil, fmt.Errorf("tracker: replay messages %d-%d of request %s: %w", r[0], r[1], requestID, err)
 		}
 	}
-	if _, err := applyDelta(tx, req.seq, d); err != nil {
+	if _, err := applyDelta(tx.Tx, req.seq, d); err != nil {
 		return nil, fmt.Errorf("tracker: replay messages of request %s: %w", requestID, err)
 	}
 	return replayed, nil

@@ -423,7 +423,7 @@ func projectInBackground(tb testing.TB, fx *fixture) (stop func(), written *atom
 			for ctx.Err() == nil {
 				id := fmt.Sprintf("load-%d-%d", time.Now().UnixNano(), n.Add(1))
 				err := fx.db.Write(ctx, func(tx *sql.Tx) error {
-					return fx.tr.AcceptTx(tx, tracker.Request{ID: id, ClientID: "load", Format: "activity", ReceivedAt: time.Now(), Total: 10_000})
+					return fx.tr.AcceptTx(&writeTx{Tx: tx}, tracker.Request{ID: id, ClientID: "load", Format: "activity", ReceivedAt: time.Now(), Total: 10_000})
 				})
 				for off := 0; off < 10_000 && err == nil && ctx.Err() == nil; off += 1000 {
 					if err = projectFragment(ctx, fx.tr, id, off, 1000); err == nil {

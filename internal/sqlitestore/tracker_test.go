@@ -30,7 +30,7 @@ func openTracker(t testing.TB) (*trackerDB, *sqlitedb.DB) {
 
 func accept(t testing.TB, tr *trackerDB, db *sqlitedb.DB, r tracker.Request) {
 	t.Helper()
-	if err := db.Write(context.Background(), func(tx *sql.Tx) error { return tr.AcceptTx(tx, r) }); err != nil {
+	if err := db.Write(context.Background(), func(tx *sql.Tx) error { return tr.AcceptTx(&writeTx{Tx: tx}, r) }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -22,6 +22,7 @@ func RunTracker(t *testing.T, b Backend) {
 	}{
 		{"LifecycleCountsAndIdempotence", testLifecycle},
 		{"CompletionReportedOnce", testCompletion},
+		{"AddClaimed", testAddClaimed},
 		{"Cancel", testCancel},
 		{"ClaimCancelRace", testClaimCancelRace},
 		{"FailedUpdateWritesNothing", testFailedUpdate},
@@ -83,6 +84,43 @@ func testCompletion(t *testing.T, b Backend) {
 	// A redelivered outcome changes nothing and reports nothing.
 	if c := h.finish(reqA, results(tracker.Complete, 4)); c != nil {
 		t.Fatalf("a redelivered Finish reported completion again: %+v", c)
+	}
+}
+
+// testAddClaimed checks messages recorded already claimed: Processing, counted so, returned by
+// Claim, and Cancelled all the same on a cancelled request.
+func testAddClaimed(t *testing.T, b Backend) {
+	h := open(t, b)
+	h.accept(tracker.Request{ID: reqA, ClientID: "demo", ClientName: "Demo", Format: "activity", ReceivedAt: time.Now(), Total: 4})
+	m := msgs(0, 4, "call")
+	m[0].Claimed, m[1].Claimed, m[3].Claimed = true, true, true
+	h.add(reqA, m)
+	h.add(reqA, m) // again: recorded messages keep their status, nothing counts twice
+	v := h.view("demo", reqA)
+	if want := (tracker.Summary{Total: 4, Queued: 1, Processing: 3}); v.Summary != want {
+		t.Fatalf("summary %+v, want %+v", v.Summary, want)
+	}
+	for _, msg := range v.Messages {
+		if want := map[bool]tracker.Status{true: tracker.Processing, false: tracker.Queued}[msg.Index != 2]; msg.Status != want {
+			t.Fatalf("message %d is %s, want %s", msg.Index, msg.Status, want)
+		}
+	}
+	if got := h.claim(reqA, seqInts(0, 3)); !slices.Equal(got, seqInts(0, 3)) {
+		t.Fatalf("claimed %v", got)
+	}
+
+	const reqB = "0b9a0c3e-6a51-4f0e-9d37-4b0f1e2f3a0b"
+	h.accept(tracker.Request{ID: reqB, ClientID: "demo", ClientName: "Demo", Format: "activity", ReceivedAt: time.Now(), Total: 2})
+	if found, _, err := h.s.Tracker().Cancel(h.ctx, "demo", reqB); err != nil || !found {
+		t.Fatalf("cancel: %v %v", found, err)
+	}
+	m = msgs(0, 2, "call")
+	m[0].Claimed = true
+	if !h.add(reqB, m) {
+		t.Fatal("adding to a cancelled request did not report the cancel")
+	}
+	if v := h.view("demo", reqB); v.Summary != (tracker.Summary{Total: 2, Cancelled: 2}) {
+		t.Fatalf("cancelled request: %+v", v.Summary)
 	}
 }
 
