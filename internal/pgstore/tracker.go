@@ -216,12 +216,15 @@ func (w writer) insertMessages(seq int64, msgs []tracker.NewMessage, status int1
 	return n, nil
 }
 
-// Planner fence (byIndexes): writes select a request's messages by index (request_seq = $1 AND idx = ANY($2))
-// and compare their status. Written plainly, "status = S" lets the planner pick the
-// (request_seq, status, type) index, which returns every message of the request in that status
-// (10,000) and then filters them through the 1,000-element array: measured 40 ms for one
-// fragment's claim. "status + 0 = S" is not indexable, so the planner probes the primary key
-// for the given indexes instead (1 ms).
+// claimSQL moves the messages at indexes $2 from Queued to Processing and lists those it
+// moved (true) and those already Processing (false).
+//
+// Planner fence (byIndexes), used by every write that selects a request's messages by index
+// (request_seq = $1 AND idx = ANY($2)) and compares their status: written plainly, "status = S"
+// lets the planner pick the (request_seq, status, type) index, which returns every message of
+// the request in that status (10,000) and then filters them through the 1,000-element array:
+// measured 40 ms for one fragment's claim. "status + 0 = S" is not indexable, so the planner
+// probes the primary key for the given indexes instead (1 ms). TestQueryPlans pins it.
 const claimSQL = `WITH moved AS (
 		UPDATE tracker_messages SET status = 1
 		WHERE request_seq = $1 AND idx = ANY($2::integer[]) AND status + 0 = 0 RETURNING idx)
@@ -371,7 +374,7 @@ func (w writer) Finish(requestID string, results []tracker.Result) (*tracker.Com
 }
 
 // finishSQL ends the messages at indexes $2 that are in status $7 with outcome $3 (errors $5,
-// a JSON array or NULL; mapping version $6, ” for none). A replayed message keeps the errors
+// a JSON array or NULL; mapping version $6, empty for none). A replayed message keeps the errors
 // of its earlier attempts: new ones are appended.
 const finishSQL = `UPDATE tracker_messages SET status = $3, processed_at = $4,
 		errors = CASE WHEN errors IS NULL OR $5::text IS NULL THEN coalesce($5::text, errors)
