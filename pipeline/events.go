@@ -55,7 +55,7 @@ type EventMessage struct {
 // publishEvent publishes ev on TopicEvents in tx, if events are enabled. Its message id is
 // derived from key, so a redone transaction publishes the same event id.
 func (p *Pipeline) publishEvent(tx store.Tx, key string, ev Event) error {
-	if !p.cfg.PublishEvents {
+	if !p.wantsEvents(ev.ClientID) {
 		return nil
 	}
 	ev.ID = uuid.NewSHA1(uuid.NameSpaceOID, []byte("event/"+key)).String()
@@ -75,10 +75,16 @@ func (p *Pipeline) publishEvent(tx store.Tx, key string, ev Event) error {
 	return nil
 }
 
+// wantsEvents reports whether events about clientID's requests are published (Config.PublishEvents,
+// Config.EventsFor).
+func (p *Pipeline) wantsEvents(clientID string) bool {
+	return p.cfg.PublishEvents && (p.cfg.EventsFor == nil || p.cfg.EventsFor(clientID))
+}
+
 // publishOutcomes publishes an EventMessages event for rs, terminal outcomes of request
 // requestID of client clientID; refs gives external references by index (may be nil).
 func (p *Pipeline) publishOutcomes(tx store.Tx, key, clientID, requestID string, rs []tracker.Result, refs func(index int) string) error {
-	if len(rs) == 0 || !p.cfg.PublishEvents {
+	if len(rs) == 0 || !p.wantsEvents(clientID) {
 		return nil
 	}
 	ev := Event{Type: EventMessages, ClientID: clientID, RequestID: requestID, Messages: make([]EventMessage, len(rs))}

@@ -70,6 +70,11 @@ type Config struct {
 	// PublishEvents makes the pipeline publish what happens to each request on TopicEvents
 	// (for webhooks); set it only when something consumes that topic.
 	PublishEvents bool
+	// EventsFor, when set, reports whether anything consumes the events of a client's
+	// requests (the client has an integration); events for other clients are not published.
+	// Every event costs a queue write and, consumed in order one at a time, a commit of its
+	// own, which doubled the cost of a 1-record push for clients that have no integration.
+	EventsFor func(clientID string) bool
 	// MaxBacklog is how many fragments may wait to be processed before Accept refuses new
 	// submissions with ErrBacklog (0: no limit). It keeps a flood from filling the disk.
 	MaxBacklog int

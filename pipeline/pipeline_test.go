@@ -176,7 +176,13 @@ func (h *harness) run(t *testing.T) {
 
 func (h *harness) view(t *testing.T, requestID string) tracker.RequestView {
 	t.Helper()
-	page, err := h.store.Tracker().Find(context.Background(), "c", tracker.Filter{RequestIDs: []string{requestID}})
+	return h.viewOf(t, "c", requestID)
+}
+
+// viewOf is view for a request of client.
+func (h *harness) viewOf(t *testing.T, client, requestID string) tracker.RequestView {
+	t.Helper()
+	page, err := h.store.Tracker().Find(context.Background(), client, tracker.Filter{RequestIDs: []string{requestID}})
 	if err != nil || len(page.Requests) != 1 {
 		t.Fatalf("find %s: %+v %v", requestID, page, err)
 	}
@@ -492,7 +498,20 @@ func TestEventsPublished(t *testing.T) { forEachBackend(t, testEventsPublished) 
 func testEventsPublished(t *testing.T, b backend) {
 	h := newHarness(t, b, 10)
 	h.p.cfg.PublishEvents = true
+	h.p.cfg.EventsFor = func(client string) bool { return client == "c" }
 	h.run(t)
+	// Nothing consumes the events of client "quiet": none are published (the loop below fails
+	// on an event about another client's request).
+	quiet, err := h.p.Accept(context.Background(), Submission{ClientID: "quiet", Envelope: calls(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); h.viewOf(t, "quiet", quiet.RequestID).Summary.Status() != tracker.Complete; {
+		if time.Now().After(deadline) {
+			t.Fatal("the quiet client's request did not complete")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	env := calls(12)
 	env.Records = append(env.Records, []byte(`{"id":"bad","type":"meeting"}`))
 	r, err := h.p.Accept(context.Background(), Submission{ClientID: "c", Envelope: env})

@@ -78,6 +78,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		pipeline.TopicEvents, integrations.TopicPlatform)...)
 	var current atomic.Pointer[mappings.Set]
 	current.Store(set)
+	hooks, err := newWebhooks(cfg, st, be.integrations, mx, log)
+	if err != nil {
+		return err
+	}
 	pl, err := pipeline.New(pipeline.Config{
 		Store: st, Mappings: current.Load, Sinks: sinkSet,
 		FragmentSize: cfg.Pipeline.FragmentSize, DeliveryAttempts: cfg.Pipeline.DeliveryAttempts,
@@ -87,11 +91,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		TrackAtIntake: cfg.Pipeline.TrackAtIntake,
 		// Status events feed the integrations; without a hub no client can have one.
 		PublishEvents: slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.Hubs) > 0 }),
+		EventsFor:     hooks.dispatcher.Wants,
 	})
-	if err != nil {
-		return err
-	}
-	hooks, err := newWebhooks(cfg, st, be.integrations, mx, log)
 	if err != nil {
 		return err
 	}

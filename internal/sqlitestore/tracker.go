@@ -221,13 +221,7 @@ func applyDelta(tx *sql.Tx, seq int64, d delta) (*tracker.Completion, error) {
 	if d.processed != 0 {
 		processed = d.processed
 	}
-	var (
-		total, rows int
-		n           [6]int
-		cancelled   bool
-		receivedAt  int64
-	)
-	err := tx.QueryRow(`UPDATE tracker_requests SET
+	const update = `UPDATE tracker_requests SET
 		n_rows = n_rows + ?2,
 		n_processing = n_processing + ?3,
 		n_complete = n_complete + ?4,
@@ -236,17 +230,29 @@ func applyDelta(tx *sql.Tx, seq int64, d delta) (*tracker.Completion, error) {
 		n_cancelled = n_cancelled + ?7,
 		last_processed_at = CASE WHEN ?8 IS NULL THEN last_processed_at
 			ELSE max(coalesce(last_processed_at, ?8), ?8) END
-		WHERE seq = ?1
+		WHERE seq = ?1`
+	args := []any{seq, d.rows, d.byStatus[codeProcessing], d.byStatus[codeComplete], d.byStatus[codeFailed],
+		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed}
+	if d.byStatus[codeComplete] <= 0 && d.byStatus[codeFailed] <= 0 && d.byStatus[codeInvalid] <= 0 && d.byStatus[codeCancelled] <= 0 {
+		// Nothing became terminal, so nothing can have completed the request: a plain update
+		// (reading the counters back costs as much again).
+		if _, err := tx.Exec(update, args...); err != nil {
+			return nil, fmt.Errorf("update request counters: %w", err)
+		}
+		return nil, nil
+	}
+	var (
+		total, rows int
+		n           [6]int
+		cancelled   bool
+		receivedAt  int64
+	)
+	err := tx.QueryRow(update+`
 		RETURNING total, n_rows, n_processing, n_complete, n_failed, n_invalid, n_cancelled,
-			cancelled_at IS NOT NULL, received_at`,
-		seq, d.rows, d.byStatus[codeProcessing], d.byStatus[codeComplete], d.byStatus[codeFailed],
-		d.byStatus[codeInvalid], d.byStatus[codeCancelled], processed).
+			cancelled_at IS NOT NULL, received_at`, args...).
 		Scan(&total, &rows, &n[codeProcessing], &n[codeComplete], &n[codeFailed], &n[codeInvalid], &n[codeCancelled], &cancelled, &receivedAt)
 	if err != nil {
 		return nil, fmt.Errorf("update request counters: %w", err)
-	}
-	if d.byStatus[codeComplete] <= 0 && d.byStatus[codeFailed] <= 0 && d.byStatus[codeInvalid] <= 0 && d.byStatus[codeCancelled] <= 0 {
-		return nil, nil
 	}
 	return tracker.CompletionOf(total, tracker.Summary{Total: rows, Processing: n[codeProcessing], Complete: n[codeComplete],
 		Failed: n[codeFailed], Invalid: n[codeInvalid], Cancelled: n[codeCancelled]}, cancelled, time.Unix(0, receivedAt).UTC()), nil
@@ -416,6 +422,12 @@ func (s *trackerDB) ClaimTx(tx *writeTx, requestID string, indexes []int) ([]int
 				return fmt.Errorf("claim messages %d-%d: %w", r[0], r[1], err)
 			}
 			d.byStatus[codeProcessing] += n
+			if n == int64(r[1]-r[0]+1) { // every message of the range moved: no need to read them
+				for idx := r[0]; idx <= r[1]; idx++ {
+					claimed = append(claimed, idx)
+				}
+				continue
+			}
 			rows, err := tx.Query(claimedSQL, req.seq, r[0], r[1])
 			if err != nil {
 				return fmt.Errorf("read claimed messages %d-%d: %w", r[0], r[1], err)

@@ -239,6 +239,20 @@ func (d *Dispatcher) ack(ctx context.Context, msg *message.Message) error {
 	return d.cfg.Store.Update(ctx, func(tx store.Tx) error { return tx.Ack(msg) })
 }
 
+// Wants reports whether client has an integration, so that the events of its requests are
+// worth publishing (pipeline.Config.EventsFor). It reads committed state each time, so an
+// integration receives the events of what happens once it exists. If the lookup fails it
+// answers true: an event too many is acknowledged, one too few would be lost.
+func (d *Dispatcher) Wants(client string) bool {
+	if len(d.cfg.Directory.Hubs(client)) == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ints, err := d.integrationsOf(ctx, client)
+	return err != nil || len(ints) > 0
+}
+
 // integrationsOf returns the integrations of the hubs client owns.
 func (d *Dispatcher) integrationsOf(ctx context.Context, client string) ([]integrations.Integration, error) {
 	hubs := d.cfg.Directory.Hubs(client)
