@@ -24,7 +24,7 @@ func TestWants(t *testing.T) {
 	defer st.Close()
 	d, err := dispatch.New(dispatch.Config{Store: st, Integrations: st.Integrations(), Tracker: st.Tracker(),
 		Directory: dispatch.NewDirectory([]dispatch.Client{{ID: "demo", Hubs: []string{"hub"}}, {ID: "other"}}),
-		Wake: &integrations.Signal{}, Log: slog.New(slog.DiscardHandler)})
+		Wake:      &integrations.Signal{}, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
