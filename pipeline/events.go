@@ -52,15 +52,29 @@ type EventMessage struct {
 	Errors            []string       `json:"errors,omitempty"`
 }
 
-// publishEvent publishes ev on TopicEvents in tx, if events are enabled. Its message id is
-// derived from key, so a redone transaction publishes the same event id.
-func (p *Pipeline) publishEvent(tx store.Tx, key string, ev Event) error {
-	if !p.wantsEvents(ev.ClientID) {
+// eventPublisher publishes the events of one client's requests; a nil one publishes nothing.
+// Handlers get it from eventsOf before their transaction, so that whether anyone wants the
+// events (a database read) is not asked on the single writer's time.
+type eventPublisher struct{ p *Pipeline }
+
+// eventsOf returns the publisher of clientID's events, or nil when they are not published
+// (Config.PublishEvents, Config.EventsFor).
+func (p *Pipeline) eventsOf(clientID string) *eventPublisher {
+	if !p.cfg.PublishEvents || (p.cfg.EventsFor != nil && !p.cfg.EventsFor(clientID)) {
+		return nil
+	}
+	return &eventPublisher{p}
+}
+
+// publish publishes ev on TopicEvents in tx. Its message id is derived from key, so a redone
+// transaction publishes the same event id.
+func (e *eventPublisher) publish(tx store.Tx, key string, ev Event) error {
+	if e == nil {
 		return nil
 	}
 	ev.ID = uuid.NewSHA1(uuid.NameSpaceOID, []byte("event/"+key)).String()
 	if ev.At.IsZero() {
-		ev.At = p.now().UTC()
+		ev.At = e.p.now().UTC()
 	}
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -75,16 +89,10 @@ func (p *Pipeline) publishEvent(tx store.Tx, key string, ev Event) error {
 	return nil
 }
 
-// wantsEvents reports whether events about clientID's requests are published (Config.PublishEvents,
-// Config.EventsFor).
-func (p *Pipeline) wantsEvents(clientID string) bool {
-	return p.cfg.PublishEvents && (p.cfg.EventsFor == nil || p.cfg.EventsFor(clientID))
-}
-
-// publishOutcomes publishes an EventMessages event for rs, terminal outcomes of request
-// requestID of client clientID; refs gives external references by index (may be nil).
-func (p *Pipeline) publishOutcomes(tx store.Tx, key, clientID, requestID string, rs []tracker.Result, refs func(index int) string) error {
-	if len(rs) == 0 || !p.wantsEvents(clientID) {
+// outcomes publishes an EventMessages event for rs, terminal outcomes of request requestID of
+// client clientID; refs gives external references by index (may be nil).
+func (e *eventPublisher) outcomes(tx store.Tx, key, clientID, requestID string, rs []tracker.Result, refs func(index int) string) error {
+	if e == nil || len(rs) == 0 {
 		return nil
 	}
 	ev := Event{Type: EventMessages, ClientID: clientID, RequestID: requestID, Messages: make([]EventMessage, len(rs))}
@@ -94,5 +102,5 @@ func (p *Pipeline) publishOutcomes(tx store.Tx, key, clientID, requestID string,
 			ev.Messages[i].ExternalReference = refs(r.Index)
 		}
 	}
-	return p.publishEvent(tx, key, ev)
+	return e.publish(tx, key, ev)
 }

@@ -79,6 +79,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 	p.cpu.release()
 	header := deliveryHeader(requestID, clientID, format, m.Version)
 	refOf := func(index int) string { return news[index-offset].ExternalReference }
+	events := p.eventsOf(clientID)
 
 	return p.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		var done []tracker.Result // the terminal outcomes the transaction records
@@ -99,7 +100,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 				all[i] = offset + i
 			}
 			done = results(all, tracker.Cancelled, "", "")
-			if err := p.publishOutcomes(tx, msg.UUID+"/cancelled", clientID, requestID, done, refOf); err != nil {
+			if err := events.outcomes(tx, msg.UUID+"/cancelled", clientID, requestID, done, refOf); err != nil {
 				return err
 			}
 			return tx.Ack(msg)
@@ -108,7 +109,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 			if completed, err = trk.Finish(requestID, invalid); err != nil {
 				return fmt.Errorf("record invalid messages of request %s: %w", requestID, err)
 			}
-			if err := p.publishOutcomes(tx, msg.UUID+"/invalid", clientID, requestID, invalid, refOf); err != nil {
+			if err := events.outcomes(tx, msg.UUID+"/invalid", clientID, requestID, invalid, refOf); err != nil {
 				return err
 			}
 			done = append(done, invalid...)
@@ -136,7 +137,7 @@ func (p *Pipeline) process(msg *message.Message) error {
 				for _, idx := range bySink[sink] {
 					parts[idx] = len(mapped[idx].sinks)
 				}
-				final, c, err := p.finish(tx, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
+				final, c, err := p.finish(tx, events, msg.UUID+"/unconfigured/"+sink, clientID, requestID, sink,
 					results(bySink[sink], tracker.Failed, m.Version, reason), parts, refOf)
 				if err != nil {
 					return err
@@ -285,8 +286,9 @@ func (p *Pipeline) isolate(msg *message.Message, name string, sink sinks.Sink, d
 // settle records the outcomes of delivery d to sink (and their event) and acknowledges msg in
 // one transaction.
 func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tracker.Result) error {
+	events := p.eventsOf(d.ClientID)
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
-		final, completed, err := p.finish(tx, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs())
+		final, completed, err := p.finish(tx, events, msg.UUID+"/settled", d.ClientID, d.RequestID, sink, rs, d.parts(), d.refs())
 		if err != nil {
 			return err
 		}
@@ -296,10 +298,10 @@ func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tr
 }
 
 // finish records rs, outcomes at sink of messages of request requestID, in tx, publishes the
-// terminal ones and returns them, with the request's Completion if they completed it. A message routed to several sinks (parts[index] > 1) records
+// terminal ones through events and returns them, with the request's Completion if they completed it. A message routed to several sinks (parts[index] > 1) records
 // its part and reaches its terminal status only with the outcome of its last part: Complete if
 // every sink took it, Failed with each failing sink's errors otherwise.
-func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) ([]tracker.Result, *tracker.Completion, error) {
+func (p *Pipeline) finish(tx store.Tx, events *eventPublisher, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) ([]tracker.Result, *tracker.Completion, error) {
 	var final, partial []tracker.Result
 	for _, r := range rs {
 		if parts[r.Index] > 1 {
@@ -326,7 +328,7 @@ func (p *Pipeline) finish(tx store.Tx, eventKey, clientID, requestID, sink strin
 	if err != nil {
 		return nil, nil, fmt.Errorf("record outcomes for request %s: %w", requestID, err)
 	}
-	return final, completed, p.publishOutcomes(tx, eventKey, clientID, requestID, final, refs)
+	return final, completed, events.outcomes(tx, eventKey, clientID, requestID, final, refs)
 }
 
 // results gives every index the same terminal outcome.
@@ -356,6 +358,7 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		news[i] = tracker.NewMessage{Index: idx}
 	}
 	rs := results(indexes, tracker.Failed, "", reason)
+	events := p.eventsOf(msg.Metadata.Get(mdClient))
 	return p.cfg.Store.Update(msg.Context(), func(tx store.Tx) error {
 		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
 			return fmt.Errorf("record messages of request %s: %w", requestID, err)
@@ -364,7 +367,7 @@ func (p *Pipeline) failAll(msg *message.Message, requestID string, offset, n int
 		if err != nil {
 			return fmt.Errorf("fail messages of request %s: %w", requestID, err)
 		}
-		if err := p.publishOutcomes(tx, msg.UUID+"/failed", msg.Metadata.Get(mdClient), requestID, rs, nil); err != nil {
+		if err := events.outcomes(tx, msg.UUID+"/failed", msg.Metadata.Get(mdClient), requestID, rs, nil); err != nil {
 			return err
 		}
 		p.afterFinished(tx, msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat), requestID, rs, completed)

@@ -99,6 +99,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	}
 	fragments := p.fragments(requestID, s.ClientID, s.Envelope, news != nil)
 	var receipt Receipt
+	events := p.eventsOf(s.ClientID)
 	start := time.Now()
 	// Urgent: a partner is waiting for this commit; pipeline writes can wait a little.
 	err := p.cfg.Store.Update(store.Urgent(ctx), func(tx store.Tx) error {
@@ -143,7 +144,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		if s.Endpoint == "events" && len(s.Envelope.Records) == 1 {
 			accepted.Record = s.Envelope.Records[0]
 		}
-		if err := p.publishEvent(tx, requestID+"/accepted", accepted); err != nil {
+		if err := events.publish(tx, requestID+"/accepted", accepted); err != nil {
 			return err
 		}
 		if s.IdempotencyKey != "" {

@@ -145,18 +145,19 @@ func (s *trackerDB) AcceptTx(tx *writeTx, r tracker.Request) error {
 	if r.Total < 0 {
 		return fmt.Errorf("tracker: accept request %s: negative total %d", r.ID, r.Total)
 	}
-	var seq int64
-	err := tx.QueryRow(`INSERT INTO tracker_requests
+	res, err := tx.Exec(`INSERT INTO tracker_requests
 		(id, client_id, client_name, batch_reference, format, received_at, total)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING seq`,
-		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, unixNano(r.ReceivedAt), r.Total).Scan(&seq)
-	switch {
-	case err == sql.ErrNoRows: // recorded before: the first record stands
-		return nil
-	case err != nil:
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, unixNano(r.ReceivedAt), r.Total)
+	if err != nil {
 		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
 	}
-	tx.remember(r.ID, requestRow{seq: seq})
+	// seq is the rowid: when the row was inserted (not recorded before), it is the last one.
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		if seq, err := res.LastInsertId(); err == nil {
+			tx.remember(r.ID, requestRow{seq: seq})
+		}
+	}
 	return nil
 }
 
