@@ -195,7 +195,16 @@ func (c *checker) member() error {
 func (c *checker) str() error {
 	c.i++
 	for c.i < len(c.data) {
-		ch := c.data[c.i]
+		// Plain characters (most of a body) are skipped in a tight loop over locals.
+		data, i := c.data, c.i
+		for i < len(data) && plain[data[i]] {
+			i++
+		}
+		c.i = i
+		if i == len(data) {
+			break
+		}
+		ch := data[i]
 		switch {
 		case ch == '"':
 			c.i++
@@ -227,6 +236,14 @@ func (c *checker) str() error {
 	}
 	return c.syntax("unexpected end of input in a string")
 }
+
+// plain marks the bytes a string may hold as they are: not '"', '\\' or a control character.
+var plain = func() (t [256]bool) {
+	for b := ' '; b < 256; b++ {
+		t[b] = b != '"' && b != '\\'
+	}
+	return t
+}()
 
 // number reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at c.i.
 func (c *checker) number() error {
