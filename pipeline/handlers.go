@@ -26,6 +26,11 @@ func (p *Pipeline) process(msg *message.Message) error {
 	ctx := msg.Context()
 	requestID, clientID, format := msg.Metadata.Get(mdRequest), msg.Metadata.Get(mdClient), msg.Metadata.Get(mdFormat)
 	offset := atoiOr(msg.Metadata.Get(mdOffset), 0)
+	weight := int64(min(max(atoiOr(msg.Metadata.Get(mdCount), 1), 1), p.cfg.FragmentSize))
+	if err := p.records.Acquire(ctx, weight); err != nil {
+		return fmt.Errorf("wait to process request %s: %w", requestID, err)
+	}
+	defer p.records.Release(weight)
 	records, err := p.fragmentRecords(ctx, msg, requestID, offset)
 	if err != nil {
 		return err
