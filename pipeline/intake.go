@@ -133,11 +133,8 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		if err := tx.Publish(TopicFragments, msgs...); err != nil {
 			return fmt.Errorf("enqueue request %s: %w", requestID, err)
 		}
-		if err := tx.Tracker().Accept(req); err != nil {
+		if err := tx.Tracker().Accept(req, news...); err != nil {
 			return fmt.Errorf("track request %s: %w", requestID, err)
-		}
-		if _, err := tx.Tracker().AddMessages(requestID, news); err != nil {
-			return fmt.Errorf("track messages of request %s: %w", requestID, err)
 		}
 		accepted := Event{Type: EventRequestAccepted, ClientID: s.ClientID, RequestID: requestID,
 			BatchReference: req.BatchReference, Format: req.Format, Total: req.Total, At: now.UTC()}

@@ -365,9 +365,11 @@ type MessageView struct {
 // every transition a compare-and-set, as the package documentation describes. A Writer is used
 // by one goroutine, inside one transaction.
 type Writer interface {
-	// Accept records request r (inside the intake transaction that enqueues its envelope).
-	// Recording the same id again does nothing: the first record stands.
-	Accept(r Request) error
+	// Accept records request r (inside the intake transaction that enqueues its envelope) and
+	// msgs, its messages, Queued (their Claimed is ignored): one write where Accept and then
+	// AddMessages would make two. Recording the same id again does nothing, msgs included:
+	// the first record stands.
+	Accept(r Request, msgs ...NewMessage) error
 	// AddMessages records msgs of request requestID as Queued, or as Cancelled (processed now)
 	// if the request was cancelled, and then reports cancelled. Messages already recorded keep
 	// their status and fields; with no msgs it only reports cancelled. Messages marked Claimed

@@ -39,19 +39,32 @@ type writer struct{ t *txn }
 var _ tracker.Writer = writer{}
 
 // Accept records r; recording the same id again does nothing.
-func (w writer) Accept(r tracker.Request) error {
+func (w writer) Accept(r tracker.Request, msgs ...tracker.NewMessage) error {
 	if r.ID == "" || r.ClientID == "" {
 		return errors.New("tracker: accept request: id and client id are required")
 	}
 	if r.Total < 0 {
 		return fmt.Errorf("tracker: accept request %s: negative total %d", r.ID, r.Total)
 	}
-	_, err := w.t.tx.ExecContext(w.t.ctx, `INSERT INTO tracker_requests
-		(id, client_id, client_name, batch_reference, format, received_at, total)
-		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
-		text(r.ID), text(r.ClientID), text(r.ClientName), text(r.BatchReference), text(r.Format), r.ReceivedAt, r.Total)
+	var seq int64
+	err := w.t.tx.QueryRowContext(w.t.ctx, `INSERT INTO tracker_requests
+		(id, client_id, client_name, batch_reference, format, received_at, total, n_rows)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING seq`,
+		text(r.ID), text(r.ClientID), text(r.ClientName), text(r.BatchReference), text(r.Format), r.ReceivedAt, r.Total, len(msgs)).Scan(&seq)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil // recorded before: the first record stands
+	case err != nil:
+		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+	}
+	n, err := w.insertMessages(seq, msgs, codeQueued, nil)
 	if err != nil {
 		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+	}
+	if n != int64(len(msgs)) { // an index given twice: count the rows there are
+		if _, err := applyDelta(w.t, seq, delta{rows: n - int64(len(msgs))}); err != nil {
+			return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+		}
 	}
 	return nil
 }

@@ -198,7 +198,9 @@ type trackerTx struct {
 	tx *writeTx
 }
 
-func (w trackerTx) Accept(r tracker.Request) error { return w.t.AcceptTx(w.tx, r) }
+func (w trackerTx) Accept(r tracker.Request, msgs ...tracker.NewMessage) error {
+	return w.t.AcceptTx(w.tx, r, msgs...)
+}
 func (w trackerTx) AddMessages(requestID string, msgs []tracker.NewMessage) (bool, error) {
 	return w.t.AddMessagesTx(w.tx, requestID, msgs)
 }

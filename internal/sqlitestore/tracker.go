@@ -138,24 +138,41 @@ func (s *trackerDB) now() time.Time {
 // AcceptTx records request r inside tx, the caller's db.Write transaction that also enqueues
 // r's envelope, so that the request is tracked exactly when it is accepted. Recording the same
 // id again does nothing (the first record stands).
-func (s *trackerDB) AcceptTx(tx *writeTx, r tracker.Request) error {
+func (s *trackerDB) AcceptTx(tx *writeTx, r tracker.Request, msgs ...tracker.NewMessage) error {
 	if r.ID == "" || r.ClientID == "" {
 		return fmt.Errorf("tracker: accept request: id and client id are required")
 	}
 	if r.Total < 0 {
 		return fmt.Errorf("tracker: accept request %s: negative total %d", r.ID, r.Total)
 	}
+	for _, m := range msgs {
+		if m.Index < 0 {
+			return fmt.Errorf("tracker: accept request %s: negative index %d", r.ID, m.Index)
+		}
+	}
 	res, err := tx.Exec(`INSERT INTO tracker_requests
-		(id, client_id, client_name, batch_reference, format, received_at, total)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, unixNano(r.ReceivedAt), r.Total)
+		(id, client_id, client_name, batch_reference, format, received_at, total, n_rows)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.ClientID, r.ClientName, nullString(r.BatchReference), r.Format, unixNano(r.ReceivedAt), r.Total, len(msgs))
 	if err != nil {
 		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
 	}
-	// seq is the rowid: when the row was inserted (not recorded before), it is the last one.
-	if n, err := res.RowsAffected(); err == nil && n == 1 {
-		if seq, err := res.LastInsertId(); err == nil {
-			tx.remember(r.ID, requestRow{seq: seq})
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // recorded before: the first record stands
+	}
+	// seq is the rowid of the row just inserted.
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+	}
+	tx.remember(r.ID, requestRow{seq: seq})
+	n, err := insertMessages(tx, seq, msgs, codeQueued, nil)
+	if err != nil {
+		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+	}
+	if n != int64(len(msgs)) { // an index given twice: count the rows there are
+		if _, err := applyDelta(tx.Tx, seq, delta{rows: n - int64(len(msgs))}); err != nil {
+			return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
 		}
 	}
 	return nil

@@ -23,6 +23,7 @@ func RunTracker(t *testing.T, b Backend) {
 		{"LifecycleCountsAndIdempotence", testLifecycle},
 		{"CompletionReportedOnce", testCompletion},
 		{"AddClaimed", testAddClaimed},
+		{"AcceptWithMessages", testAcceptWithMessages},
 		{"Cancel", testCancel},
 		{"ClaimCancelRace", testClaimCancelRace},
 		{"FailedUpdateWritesNothing", testFailedUpdate},
@@ -84,6 +85,31 @@ func testCompletion(t *testing.T, b Backend) {
 	// A redelivered outcome changes nothing and reports nothing.
 	if c := h.finish(reqA, results(tracker.Complete, 4)); c != nil {
 		t.Fatalf("a redelivered Finish reported completion again: %+v", c)
+	}
+}
+
+// testAcceptWithMessages checks messages recorded with their request: Queued, counted,
+// findable by reference; accepting the id again changes nothing, its messages included.
+func testAcceptWithMessages(t *testing.T, b Backend) {
+	h := open(t, b)
+	r := tracker.Request{ID: reqA, ClientID: "demo", ClientName: "Demo", Format: "activity", ReceivedAt: time.Now(), Total: 3}
+	h.must(h.write(func(w tracker.Writer) error { return w.Accept(r, msgs(0, 3, "call")...) }))
+	h.must(h.write(func(w tracker.Writer) error { return w.Accept(r, msgs(0, 5, "quote")...) }))
+	v := h.view("demo", reqA)
+	if want := (tracker.Summary{Total: 3, Queued: 3}); v.Summary != want || len(v.Messages) != 3 || v.Messages[2].Type != "call" {
+		t.Fatalf("summary %+v, messages %+v", v.Summary, v.Messages)
+	}
+	page := h.find("demo", tracker.Filter{ExternalReferences: []string{"rec-1"}})
+	if len(page.Requests) != 1 || len(page.Requests[0].Messages) != 1 || page.Requests[0].Messages[0].Status != tracker.Queued {
+		t.Fatalf("by reference: %+v", page)
+	}
+	// Splitting later records nothing twice.
+	h.add(reqA, msgs(0, 3, "call"))
+	if got := h.claim(reqA, seqInts(0, 2)); !slices.Equal(got, seqInts(0, 2)) {
+		t.Fatalf("claimed %v", got)
+	}
+	if v := h.view("demo", reqA); v.Summary != (tracker.Summary{Total: 3, Processing: 3}) {
+		t.Fatalf("after claim: %+v", v.Summary)
 	}
 }
 
