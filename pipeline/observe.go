@@ -79,7 +79,13 @@ func (p *Pipeline) afterFinished(tx store.Tx, clientID, format, requestID string
 func (p *Pipeline) logFailures(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		out, err := h(msg)
-		if err != nil {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled) && msg.Context().Err() != nil:
+			// The gateway is stopping (or the message's lease ended): nothing failed.
+			p.log.Info("handler interrupted; the message will be tried again", "handler", message.HandlerNameFromCtx(msg.Context()),
+				"request_id", msg.Metadata.Get(mdRequest), "message", msg.UUID)
+		default:
 			p.log.Error("handler failed; the message will be tried again", "handler", message.HandlerNameFromCtx(msg.Context()),
 				"request_id", msg.Metadata.Get(mdRequest), "message", msg.UUID, "err", err)
 		}

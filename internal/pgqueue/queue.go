@@ -117,13 +117,15 @@ type TopicConfig struct {
 
 // TopicsFrom turns backend-neutral topic tuning into this queue's, where every consumer of a
 // topic holds a transaction and a pool connection while it has a batch: at most two consumers
-// per topic and process, batches of at most 16, big messages one at a time.
+// per topic and process, batches of at most 16. A Large topic's messages (fragments) are taken
+// one per transaction, so a batch never holds the row locks of a big request's writes while
+// its other fragments wait, by up to six consumers, so small requests still commit in parallel.
 func TopicsFrom(topics map[string]store.TopicConfig) map[string]TopicConfig {
 	out := make(map[string]TopicConfig, len(topics))
 	for name, t := range topics {
 		c := TopicConfig{BatchSize: min(max(t.BatchSize, 1), 16), MaxInFlight: min(max(t.MaxInFlight, 1), 2)}
 		if t.Large {
-			c.BatchSize = 1
+			c.BatchSize, c.MaxInFlight = 1, min(max(t.MaxInFlight, 1), 6)
 		}
 		out[name] = c
 	}

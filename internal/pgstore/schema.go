@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/opengw/gateway/internal/pgqueue"
 )
 
 // schemaLock is the advisory lock key (pg_advisory_xact_lock's bigint form) under which a node
@@ -114,7 +116,7 @@ func createSchema(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
 		return fmt.Errorf("pgstore: create schema: take the schema lock: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, schema+secretsSchema); err != nil {
+	if _, err := tx.ExecContext(ctx, schema+secretsSchema+pgqueue.LZ4("intake_records", "records")); err != nil {
 		return fmt.Errorf("pgstore: create schema: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

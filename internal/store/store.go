@@ -139,7 +139,8 @@ type TopicConfig struct {
 	BatchSize int
 	// MaxInFlight is the most messages one process holds delivered and not yet settled.
 	MaxInFlight int
-	// Large says the topic's messages can be big (a fragment of up to 1,000 records): a backend
-	// whose consumers hold each claimed batch in a transaction claims them one at a time.
+	// Large says each of the topic's messages is much work (a fragment of up to 1,000 records,
+	// whose writes lock its request): a backend whose consumers hold each claimed batch in a
+	// transaction claims them one at a time.
 	Large bool
 }
