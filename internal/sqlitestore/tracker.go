@@ -490,48 +490,17 @@ func (s *trackerDB) Finish(ctx context.Context, requestID string, results []trac
 // FinishTx is Finish inside the caller's db.Write transaction; it returns the request's
 // Completion when it completed the request (tracker.Writer.Finish).
 func (s *trackerDB) FinishTx(tx *writeTx, requestID string, results []tracker.Result) (*tracker.Completion, error) {
-	// Results with the same outcome (status, errors, mapping version) — typically a whole
-	// fragment Complete — are updated by index ranges, one statement per contiguous run.
-	type group struct {
-		status  int
-		errors  any // JSON array or nil
-		version any
-		idx     []int
+	// Results with the same outcome — typically a whole fragment Complete — are updated by
+	// index ranges, one statement per contiguous run.
+	groups, err := tracker.GroupOutcomes(results)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: finish messages of request %s: %w", requestID, err)
 	}
-	groups := map[string]*group{}
-	var order []string
-	seen := make(map[int]struct{}, len(results))
-	for _, r := range results {
-		if !r.Status.Terminal() {
-			return nil, fmt.Errorf("tracker: finish messages of request %s: status %q of message %d is not terminal", requestID, r.Status, r.Index)
-		}
-		if _, dup := seen[r.Index]; dup {
-			continue
-		}
-		seen[r.Index] = struct{}{}
-		var errs any
-		errKey := ""
-		if len(r.Errors) > 0 {
-			b, err := json.Marshal(r.Errors)
-			if err != nil {
-				return nil, fmt.Errorf("tracker: finish messages of request %s: encode errors: %w", requestID, err)
-			}
-			errs, errKey = string(b), string(b)
-		}
-		key := string(r.Status) + "\x00" + r.MappingVersion + "\x00" + errKey
-		g := groups[key]
-		if g == nil {
-			g = &group{status: statusCode(r.Status), errors: errs, version: nullString(r.MappingVersion)}
-			groups[key] = g
-			order = append(order, key)
-		}
-		g.idx = append(g.idx, r.Index)
-	}
-	if len(order) == 0 {
+	if len(groups) == 0 {
 		return nil, nil
 	}
 	var completed *tracker.Completion
-	err := func() error {
+	err = func() error {
 		req, err := tx.lookupRequest(requestID)
 		if err != nil {
 			return err
@@ -539,10 +508,10 @@ func (s *trackerDB) FinishTx(tx *writeTx, requestID string, results []tracker.Re
 		now := s.now().UnixNano()
 		// From Processing first (the usual case), then from Queued for what is left.
 		var d delta
-		for _, key := range order {
-			g := groups[key]
-			for _, r := range toRanges(g.idx) {
-				res, err := tx.Exec(finishFromProcessingSQL, req.seq, r[0], r[1], g.status, now, g.errors, g.version)
+		for _, g := range groups {
+			status, errs, version := statusCode(g.Status), nullString(g.Errors), nullString(g.MappingVersion)
+			for _, r := range toRanges(g.Indexes) {
+				res, err := tx.Exec(finishFromProcessingSQL, req.seq, r[0], r[1], status, now, errs, version)
 				if err != nil {
 					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
 				}
@@ -551,11 +520,11 @@ func (s *trackerDB) FinishTx(tx *writeTx, requestID string, results []tracker.Re
 					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
 				}
 				d.byStatus[codeProcessing] -= np
-				d.byStatus[g.status] += np
+				d.byStatus[status] += np
 				if np == int64(r[1]-r[0]+1) {
 					continue
 				}
-				res, err = tx.Exec(finishFromQueuedSQL, req.seq, r[0], r[1], g.status, now, g.errors, g.version)
+				res, err = tx.Exec(finishFromQueuedSQL, req.seq, r[0], r[1], status, now, errs, version)
 				if err != nil {
 					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
 				}
@@ -563,7 +532,7 @@ func (s *trackerDB) FinishTx(tx *writeTx, requestID string, results []tracker.Re
 				if err != nil {
 					return fmt.Errorf("finish messages %d-%d: %w", r[0], r[1], err)
 				}
-				d.byStatus[g.status] += nq
+				d.byStatus[status] += nq
 			}
 		}
 		if d.byStatus != [6]int64{} {
