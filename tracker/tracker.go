@@ -130,9 +130,16 @@ type NewMessage struct {
 	Claimed bool
 }
 
-// SplitClaimed separates the messages to record Processing (Claimed) from those to record
-// Queued, for backends that insert each group with one statement.
-func SplitClaimed(msgs []NewMessage) (claimed, queued []NewMessage) {
+// RecordNew records msgs, new messages of a request, through insert: all Cancelled if the
+// request is cancelled, otherwise Processing those marked Claimed and Queued the others, with
+// one insert call per status (a backend's one statement). insert returns how many messages it
+// recorded (not those recorded before); RecordNew returns those counts by status.
+func RecordNew(msgs []NewMessage, cancelled bool, insert func(msgs []NewMessage, status Status) (int64, error)) (map[Status]int64, error) {
+	if cancelled {
+		n, err := insert(msgs, Cancelled)
+		return map[Status]int64{Cancelled: n}, err
+	}
+	var claimed, queued []NewMessage
 	for _, m := range msgs {
 		if m.Claimed {
 			claimed = append(claimed, m)
@@ -140,7 +147,18 @@ func SplitClaimed(msgs []NewMessage) (claimed, queued []NewMessage) {
 			queued = append(queued, m)
 		}
 	}
-	return claimed, queued
+	out := map[Status]int64{}
+	for status, group := range map[Status][]NewMessage{Processing: claimed, Queued: queued} {
+		if len(group) == 0 {
+			continue
+		}
+		n, err := insert(group, status)
+		if err != nil {
+			return nil, err
+		}
+		out[status] = n
+	}
+	return out, nil
 }
 
 // Result is a message's terminal outcome.

@@ -165,28 +165,21 @@ func (w writer) AddMessages(requestID string, msgs []tracker.NewMessage) (cancel
 		if len(msgs) == 0 {
 			return nil
 		}
-		var d delta
+		var processed any // the processed time of messages recorded Cancelled
+		now := w.t.s.now()
 		if req.cancelled {
-			now := w.t.s.now()
-			n, err := w.insertMessages(req.seq, msgs, codeCancelled, now)
-			if err != nil {
-				return err
-			}
-			d.rows, d.byStatus[codeCancelled] = n, n
-			if n > 0 {
-				d.processed = now
-			}
-		} else {
-			claimed, queued := tracker.SplitClaimed(msgs)
-			nc, err := w.insertMessages(req.seq, claimed, codeProcessing, nil)
-			if err != nil {
-				return err
-			}
-			nq, err := w.insertMessages(req.seq, queued, codeQueued, nil)
-			if err != nil {
-				return err
-			}
-			d.rows, d.byStatus[codeProcessing] = nc+nq, nc
+			processed = now
+		}
+		n, err := tracker.RecordNew(msgs, req.cancelled, func(msgs []tracker.NewMessage, status tracker.Status) (int64, error) {
+			return w.insertMessages(req.seq, msgs, statusCode(status), processed)
+		})
+		if err != nil {
+			return err
+		}
+		d := delta{rows: n[tracker.Queued] + n[tracker.Processing] + n[tracker.Cancelled]}
+		d.byStatus[codeProcessing], d.byStatus[codeCancelled] = n[tracker.Processing], n[tracker.Cancelled]
+		if n[tracker.Cancelled] > 0 {
+			d.processed = now
 		}
 		_, err = applyDelta(w.t, req.seq, d)
 		return err

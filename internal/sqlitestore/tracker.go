@@ -305,28 +305,20 @@ func (s *trackerDB) AddMessagesTx(tx *writeTx, requestID string, msgs []tracker.
 		if len(msgs) == 0 {
 			return nil
 		}
-		var d delta
+		var processed any // the processed time of messages recorded Cancelled
 		if req.cancelled {
-			now := s.now().UnixNano()
-			n, err := insertMessages(tx, req.seq, msgs, codeCancelled, now)
-			if err != nil {
-				return err
-			}
-			d.rows, d.byStatus[codeCancelled] = n, n
-			if n > 0 {
-				d.processed = now
-			}
-		} else {
-			claimed, queued := tracker.SplitClaimed(msgs)
-			nc, err := insertMessages(tx, req.seq, claimed, codeProcessing, nil)
-			if err != nil {
-				return err
-			}
-			nq, err := insertMessages(tx, req.seq, queued, codeQueued, nil)
-			if err != nil {
-				return err
-			}
-			d.rows, d.byStatus[codeProcessing] = nc+nq, nc
+			processed = s.now().UnixNano()
+		}
+		n, err := tracker.RecordNew(msgs, req.cancelled, func(msgs []tracker.NewMessage, status tracker.Status) (int64, error) {
+			return insertMessages(tx, req.seq, msgs, statusCode(status), processed)
+		})
+		if err != nil {
+			return err
+		}
+		d := delta{rows: n[tracker.Queued] + n[tracker.Processing] + n[tracker.Cancelled]}
+		d.byStatus[codeProcessing], d.byStatus[codeCancelled] = n[tracker.Processing], n[tracker.Cancelled]
+		if n[tracker.Cancelled] > 0 {
+			d.processed = processed.(int64)
 		}
 		_, err = applyDelta(tx.Tx, req.seq, d)
 		return err
