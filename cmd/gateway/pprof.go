@@ -10,12 +10,24 @@ import (
 	"time"
 )
 
-// servePprof serves Go's runtime profiles (/debug/pprof/...) on addr, apart from the API
-// listener so they are never exposed with it. It returns a function that stops the listener.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+// listenPprof opens the listener of --pprof addr ("" opens none); servePprof serves on it.
+func listenPprof(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--pprof %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// servePprof serves Go's runtime profiles (/debug/pprof/...) on ln, apart from the API listener
+// so they are never exposed with it. It returns a function that stops serving; with a nil ln
+// it does nothing.
+func servePprof(ln net.Listener, log *slog.Logger) (stop func()) {
+	if ln == nil {
+		return func() {}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -30,5 +42,5 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 		}
 	}()
 	log.Info("profiles listening", "pprof", "http://"+ln.Addr().String()+"/debug/pprof/")
-	return func() { srv.Close() }, nil
+	return func() { srv.Close() }
 }

@@ -40,13 +40,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
-	if *pprofAddr != "" {
-		stop, err := servePprof(*pprofAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
 
 	cfg, set, err := loadAll(*cfgPath, getenv)
 	if err != nil {
@@ -123,6 +116,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 
 		Integrations: hooks.api,
 	}
+	pprofLn, err := listenPprof(*pprofAddr)
+	if err != nil {
+		return err
+	}
+	if pprofLn != nil {
+		defer pprofLn.Close() // on the way out before serving (serving closes it too)
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
@@ -145,6 +145,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
 	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "storage", be.describe,
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
+	defer servePprof(pprofLn, log)() // logged after the listen line, which stays the first
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.
 	watcher := &mappings.Watcher{Dir: cfg.MappingsDir(), Sinks: cfg.SinkNames(), Log: log,
