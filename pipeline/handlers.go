@@ -303,9 +303,10 @@ func (p *Pipeline) settle(msg *message.Message, sink string, d delivery, rs []tr
 }
 
 // finish records rs, outcomes at sink of messages of request requestID, in tx, publishes the
-// terminal ones through events and returns them, with the request's Completion if they completed it. A message routed to several sinks (parts[index] > 1) records
-// its part and reaches its terminal status only with the outcome of its last part: Complete if
-// every sink took it, Failed with each failing sink's errors otherwise.
+// terminal ones through events and returns them, with the request's Completion if they
+// completed it. A message routed to several sinks (parts[index] > 1) records its part and
+// reaches its terminal status only with the outcome of its last part: Complete if every sink
+// took it, Failed with each failing sink's errors otherwise.
 func (p *Pipeline) finish(tx store.Tx, events *eventPublisher, eventKey, clientID, requestID, sink string, rs []tracker.Result, parts map[int]int, refs func(int) string) ([]tracker.Result, *tracker.Completion, error) {
 	var final, partial []tracker.Result
 	for _, r := range rs {

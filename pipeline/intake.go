@@ -79,7 +79,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		hash = hex.EncodeToString(sum[:])
 	}
 	now := p.now()
-	requestID := newRequestID()
+	requestID := newTimeOrderedID()
 	req := tracker.Request{
 		ID:             requestID,
 		ClientID:       s.ClientID,
@@ -191,7 +191,7 @@ func (p *Pipeline) fragments(requestID, clientID string, env Envelope, tracked b
 // fragmentMessage schedules the processing of count records of a request from offset; indexes,
 // if not nil, limits it to those records (a replay).
 func fragmentMessage(requestID, clientID, format string, offset, count int, indexes []int) *message.Message {
-	m := message.NewMessage(newRequestID(), nil)
+	m := message.NewMessage(newTimeOrderedID(), nil)
 	m.Metadata.Set(mdRequest, requestID)
 	m.Metadata.Set(mdClient, clientID)
 	m.Metadata.Set(mdFormat, format)
@@ -203,12 +203,11 @@ func fragmentMessage(requestID, clientID, format string, offset, count int, inde
 	return m
 }
 
-// newRequestID returns a new time-ordered (version 7) UUID. Request ids key the tracker's
-// request index and the kept records; ids that grow with time append to those B-trees instead
-// of landing on a random leaf page each, so a commit of many requests rewrites few pages
-// (random version 4 ids made every 1-record push dirty pages of its own in both). They are
-// still unguessable: 74 of their bits are random.
-func newRequestID() string {
+// newTimeOrderedID returns a new time-ordered (version 7) UUID, for request and fragment ids.
+// Request ids key the tracker's request index and the kept records; ids that grow with time
+// append to those B-trees instead of landing on a random leaf page each, so a commit of many
+// requests rewrites fewer pages. They are still unguessable: 74 of their bits are random.
+func newTimeOrderedID() string {
 	id, err := uuid.NewV7()
 	if err != nil { // the system's random source failed: a random id is the best left
 		return uuid.NewString()
