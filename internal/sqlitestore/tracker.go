@@ -135,9 +135,10 @@ func (s *trackerDB) now() time.Time {
 	return time.Now()
 }
 
-// AcceptTx records request r inside tx, the caller's db.Write transaction that also enqueues
-// r's envelope, so that the request is tracked exactly when it is accepted. Recording the same
-// id again does nothing (the first record stands).
+// AcceptTx records request r, and msgs, its messages, Queued (tracker.Writer.Accept), inside
+// tx, the caller's db.Write transaction that also enqueues r's envelope, so that the request is
+// tracked exactly when it is accepted. Recording the same id again does nothing (the first
+// record stands).
 func (s *trackerDB) AcceptTx(tx *writeTx, r tracker.Request, msgs ...tracker.NewMessage) error {
 	if r.ID == "" || r.ClientID == "" {
 		return fmt.Errorf("tracker: accept request: id and client id are required")
