@@ -271,15 +271,21 @@ func (p *Pipeline) purgeLoop(ctx context.Context) {
 // is never held long and intake never waits behind retention.
 const purgeBatch = 500
 
-// purgeExpired deletes what retention no longer keeps, batch by batch, and returns the rows
-// deleted.
+// purgeExpired deletes what retention (Config.RetainRecords, RetainTracking) no longer keeps,
+// batch by batch, and returns the rows deleted.
 func (p *Pipeline) purgeExpired(ctx context.Context) (int, error) {
+	return p.purgeOlder(ctx, p.cfg.RetainRecords, p.cfg.RetainTracking)
+}
+
+// purgeOlder deletes raw records older than retainRecords and tracked requests older than
+// retainTracking (zero keeps them), batch by batch, and returns the rows deleted.
+func (p *Pipeline) purgeOlder(ctx context.Context, retainRecords, retainTracking time.Duration) (int, error) {
 	var recordsBefore, trackingBefore time.Time
-	if d := p.cfg.RetainRecords; d > 0 {
-		recordsBefore = p.now().Add(-d)
+	if retainRecords > 0 {
+		recordsBefore = p.now().Add(-retainRecords)
 	}
-	if d := p.cfg.RetainTracking; d > 0 {
-		trackingBefore = p.now().Add(-d)
+	if retainTracking > 0 {
+		trackingBefore = p.now().Add(-retainTracking)
 	}
 	if recordsBefore.IsZero() && trackingBefore.IsZero() {
 		return 0, nil
