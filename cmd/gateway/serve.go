@@ -141,9 +141,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	pipelineDone := make(chan error, 1)
 	go func() { pipelineDone <- pl.Run(runCtx) }()
 	hooks.start(runCtx)
+	scheme := urlScheme(httpSrv) // read before serving, which sets fields of httpSrv
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
-	log.Info("gateway listening", "addr", urlScheme(httpSrv)+"://"+ln.Addr().String(), "storage", be.describe,
+	log.Info("gateway listening", "addr", scheme+"://"+ln.Addr().String(), "storage", be.describe,
 		"formats", set.Formats(), "sinks", cfg.SinkNames())
 	defer servePprof(pprofLn, log)() // logged after the listen line, which stays the first
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
