@@ -41,6 +41,7 @@ package tracker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -174,11 +175,47 @@ type Result struct {
 // so redeliveries carry the same id (sinks upsert by it). A request id that is not a UUID is
 // first turned into one (UUID v5 of the id under the OID namespace).
 func MessageID(requestID string, index int) string {
+	return MessageIDIn(MessageNamespace(requestID), index)
+}
+
+// MessageNamespace is the UUID namespace of request requestID's message ids: the request id
+// itself, or a name-based UUID of it when it is not a UUID.
+func MessageNamespace(requestID string) uuid.UUID {
 	ns, err := uuid.Parse(requestID)
 	if err != nil {
 		ns = uuid.NewSHA1(uuid.NameSpaceOID, []byte(requestID))
 	}
-	return uuid.NewSHA1(ns, []byte(strconv.Itoa(index))).String()
+	return ns
+}
+
+// MessageIDIn is MessageID for a request whose MessageNamespace is ns, computed once for all
+// of its messages.
+func MessageIDIn(ns uuid.UUID, index int) string {
+	return uuid.NewSHA1(ns, strconv.AppendInt(nil, int64(index), 10)).String()
+}
+
+// StoredMessage is a message as the backends store it: the columns of its row.
+type StoredMessage struct {
+	Index                                   int
+	ExternalReference, Type, MappingVersion string    // "" when NULL
+	StatusCode                              int       // its status's position in Statuses
+	ProcessedAt                             time.Time // zero when NULL
+	Errors                                  string    // a JSON array of strings, "" when NULL
+}
+
+// View is m as tracking shows it; ns is its request's MessageNamespace.
+func (m StoredMessage) View(ns uuid.UUID) (MessageView, error) {
+	v := MessageView{ID: MessageIDIn(ns, m.Index), Index: m.Index, ExternalReference: m.ExternalReference,
+		Type: m.Type, MappingVersion: m.MappingVersion, ProcessedAt: m.ProcessedAt}
+	if m.StatusCode >= 0 && m.StatusCode < len(Statuses) {
+		v.Status = Statuses[m.StatusCode]
+	}
+	if m.Errors != "" {
+		if err := json.Unmarshal([]byte(m.Errors), &v.Errors); err != nil {
+			return MessageView{}, fmt.Errorf("read errors of message %d: %w", m.Index, err)
+		}
+	}
+	return v, nil
 }
 
 // ErrNotFound is returned by the write methods for a request that was never accepted.

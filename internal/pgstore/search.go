@@ -3,7 +3,6 @@ package pgstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -245,12 +244,7 @@ func loadMessages(ctx context.Context, tx *sql.Tx, f tracker.Filter, seqs []int6
 	}
 	namespaces := make(map[int64]uuid.UUID, len(seqs))
 	for _, seq := range seqs {
-		id := views[bySeq[seq]].ID
-		ns, err := uuid.Parse(id)
-		if err != nil {
-			ns = uuid.NewSHA1(uuid.NameSpaceOID, []byte(id))
-		}
-		namespaces[seq] = ns
+		namespaces[seq] = tracker.MessageNamespace(views[bySeq[seq]].ID)
 	}
 	load := func(seqs []int64, byReference bool) error {
 		if len(seqs) == 0 {
@@ -264,28 +258,24 @@ func loadMessages(ctx context.Context, tx *sql.Tx, f tracker.Filter, seqs []int6
 		for rows.Next() {
 			var (
 				seq                 int64
-				m                   tracker.MessageView
+				sm                  tracker.StoredMessage
 				ref, typ, errs, ver sql.NullString
 				code                int16
 				processed           sql.NullTime
 			)
-			if err := rows.Scan(&seq, &m.Index, &ref, &typ, &code, &processed, &errs, &ver); err != nil {
+			if err := rows.Scan(&seq, &sm.Index, &ref, &typ, &code, &processed, &errs, &ver); err != nil {
 				rows.Close()
 				return fmt.Errorf("tracker: read message: %w", err)
 			}
-			m.ID = uuid.NewSHA1(namespaces[seq], strconv.AppendInt(nil, int64(m.Index), 10)).String()
-			m.ExternalReference, m.Type, m.MappingVersion = ref.String, typ.String, ver.String
-			if code >= 0 && int(code) < len(statusByCode) {
-				m.Status = statusByCode[code]
-			}
+			sm.StatusCode = int(code)
+			sm.ExternalReference, sm.Type, sm.Errors, sm.MappingVersion = ref.String, typ.String, errs.String, ver.String
 			if processed.Valid {
-				m.ProcessedAt = processed.Time.UTC()
+				sm.ProcessedAt = processed.Time.UTC()
 			}
-			if errs.Valid && errs.String != "" {
-				if err := json.Unmarshal([]byte(errs.String), &m.Errors); err != nil {
-					rows.Close()
-					return fmt.Errorf("tracker: read errors of message %d: %w", m.Index, err)
-				}
+			m, err := sm.View(namespaces[seq])
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("tracker: %w", err)
 			}
 			v := &views[bySeq[seq]]
 			v.Messages = append(v.Messages, m)

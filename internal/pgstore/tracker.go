@@ -24,12 +24,9 @@ const (
 	codeCancelled
 )
 
-// statusByCode maps a stored code to its status.
-var statusByCode = [...]tracker.Status{tracker.Queued, tracker.Processing, tracker.Complete, tracker.Failed, tracker.Invalid, tracker.Cancelled}
-
 // statusCode is s's stored code, -1 if s is not a status.
 func statusCode(s tracker.Status) int16 {
-	return int16(slices.Index(statusByCode[:], s))
+	return int16(slices.Index(tracker.Statuses, s)) // codes are positions in tracker.Statuses
 }
 
 // writer is tracker.Writer on one transaction of the store.

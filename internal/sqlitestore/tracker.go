@@ -856,12 +856,7 @@ func loadMessages(f *tracker.Filter, ctx context.Context, tx *sql.Tx, seqs []int
 	}
 	namespaces := make(map[int64]uuid.UUID, len(seqs))
 	for _, seq := range seqs {
-		id := views[bySeq[seq]].ID
-		ns, err := uuid.Parse(id)
-		if err != nil {
-			ns = uuid.NewSHA1(uuid.NameSpaceOID, []byte(id))
-		}
-		namespaces[seq] = ns
+		namespaces[seq] = tracker.MessageNamespace(views[bySeq[seq]].ID)
 	}
 	// Without message paging, the messages of up to 500 requests come in one query; with it,
 	// each request's page is its own query (LIMIT and OFFSET apply per request).
@@ -885,28 +880,22 @@ func loadMessages(f *tracker.Filter, ctx context.Context, tx *sql.Tx, seqs []int
 			for rows.Next() {
 				var (
 					seq                 int64
-					m                   tracker.MessageView
+					sm                  tracker.StoredMessage
 					ref, typ, errs, ver sql.NullString
-					code                int
 					processed           sql.NullInt64
 				)
-				if err := rows.Scan(&seq, &m.Index, &ref, &typ, &code, &processed, &errs, &ver); err != nil {
+				if err := rows.Scan(&seq, &sm.Index, &ref, &typ, &sm.StatusCode, &processed, &errs, &ver); err != nil {
 					rows.Close()
 					return fmt.Errorf("tracker: read message: %w", err)
 				}
-				m.ID = uuid.NewSHA1(namespaces[seq], strconv.AppendInt(nil, int64(m.Index), 10)).String()
-				m.ExternalReference, m.Type, m.MappingVersion = ref.String, typ.String, ver.String
-				if code >= 0 && code < len(tracker.Statuses) {
-					m.Status = tracker.Statuses[code]
-				}
+				sm.ExternalReference, sm.Type, sm.Errors, sm.MappingVersion = ref.String, typ.String, errs.String, ver.String
 				if processed.Valid {
-					m.ProcessedAt = time.Unix(0, processed.Int64).UTC()
+					sm.ProcessedAt = time.Unix(0, processed.Int64).UTC()
 				}
-				if errs.Valid && errs.String != "" {
-					if err := json.Unmarshal([]byte(errs.String), &m.Errors); err != nil {
-						rows.Close()
-						return fmt.Errorf("tracker: read errors of message %d: %w", m.Index, err)
-					}
+				m, err := sm.View(namespaces[seq])
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("tracker: %w", err)
 				}
 				v := &views[bySeq[seq]]
 				v.Messages = append(v.Messages, m)
