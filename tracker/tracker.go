@@ -304,6 +304,24 @@ func (f *Filter) Validate() error {
 	return nil
 }
 
+// RequestWindow is the page of requests f asks for out of total matching ones: the number of
+// pages, and the window to read (limit < 0: all of them from offset). ok is false when the
+// page asked for is empty, so nothing needs reading.
+func (f *Filter) RequestWindow(total int) (pages, limit, offset int, ok bool) {
+	if f.PageSize > 0 {
+		pages = (total + f.PageSize - 1) / f.PageSize
+		p := max(f.Page, 1)
+		if p > pages {
+			return pages, 0, 0, false
+		}
+		return pages, f.PageSize, (p - 1) * f.PageSize, true
+	}
+	if total == 0 {
+		return 0, 0, 0, false
+	}
+	return 1, -1, 0, f.Page <= 1
+}
+
 // MessageOffset is how many of a request's selected messages precede page MessagePage (0
 // without message paging). It saturates at math.MaxInt rather than overflowing, so a page
 // number far beyond the end selects nothing.

@@ -37,22 +37,13 @@ func (ts trackerStore) Find(ctx context.Context, clientID string, f tracker.Filt
 	if err := tx.QueryRowContext(ctx, count.sql(), count.args...).Scan(&page.TotalRequests); err != nil {
 		return tracker.Page{}, fmt.Errorf("tracker: count requests: %w", err)
 	}
-	var limit, offset any // NULL limit: all
-	if f.PageSize > 0 {
-		page.TotalPages = (page.TotalRequests + f.PageSize - 1) / f.PageSize
-		p := max(f.Page, 1)
-		if p > page.TotalPages {
-			return page, nil
-		}
-		limit, offset = f.PageSize, (p-1)*f.PageSize
-	} else {
-		if page.TotalRequests > 0 {
-			page.TotalPages = 1
-		}
-		if f.Page > 1 || page.TotalRequests == 0 {
-			return page, nil
-		}
-		offset = 0
+	pages, n, offset, ok := f.RequestWindow(page.TotalRequests)
+	if page.TotalPages = pages; !ok {
+		return page, nil
+	}
+	var limit any = n // NULL limit: all
+	if n < 0 {
+		limit = nil
 	}
 
 	q := requestsQuery(f, clientID, `r.seq, r.id, r.client_id, r.client_name, r.batch_reference, r.format,

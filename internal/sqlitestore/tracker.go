@@ -634,21 +634,10 @@ func (s *trackerDB) Find(ctx context.Context, clientID string, f tracker.Filter)
 		Scan(&page.TotalRequests); err != nil {
 		return tracker.Page{}, fmt.Errorf("tracker: count requests: %w", err)
 	}
-	limit, offset := -1, 0
-	if f.PageSize > 0 {
-		page.TotalPages = (page.TotalRequests + f.PageSize - 1) / f.PageSize
-		p := max(f.Page, 1)
-		if p > page.TotalPages {
-			return page, nil
-		}
-		limit, offset = f.PageSize, (p-1)*f.PageSize
-	} else {
-		if page.TotalRequests > 0 {
-			page.TotalPages = 1
-		}
-		if f.Page > 1 || page.TotalRequests == 0 {
-			return page, nil
-		}
+	var limit, offset int
+	var ok bool
+	if page.TotalPages, limit, offset, ok = f.RequestWindow(page.TotalRequests); !ok {
+		return page, nil
 	}
 
 	rows, err := tx.QueryContext(ctx, `SELECT r.seq, r.id, r.client_id, r.client_name, r.batch_reference,
