@@ -117,6 +117,9 @@ func TestHTTPByRoutePattern(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
+	// A handler records its request when it returns, which may be after its client has read
+	// the answer (/stream flushes first): Close waits for every handler.
+	srv.Close()
 	page := scrape(t, m)
 	for series, want := range map[string]float64{
 		`gateway_http_requests_total{method="GET",route="/api/v1/integrations/{id}",status="200"}`:                 2,
