@@ -311,8 +311,13 @@ func TestConsole(t *testing.T) {
 
 		demo.do("pause it", chromedp.Click(chromedp.ID("int-toggle")))
 		demo.waitText("#int-list", "Paused")
-		demo.do("regenerate keys (press twice)", chromedp.Click(chromedp.CSS(`#int-detail .actions button:nth-child(2)`)),
-			chromedp.Click(chromedp.CSS(`#int-detail .actions button:nth-child(2)`)))
+		// The detail is drawn again after the pause (its toggle then offers Resume); a click on
+		// a button of the old drawing finds no node. Press twice, the second time once the
+		// button asks for it.
+		demo.waitText("#int-toggle", "Resume")
+		demo.do("regenerate keys", chromedp.Click(chromedp.CSS(`#int-detail .actions button:nth-child(2)`)))
+		demo.waitText("#int-detail .actions button:nth-child(2)", "Press again")
+		demo.do("confirm", chromedp.Click(chromedp.CSS(`#int-detail .actions button:nth-child(2)`)))
 		demo.waitFor("a new secret", fmt.Sprintf(`document.querySelector("#int-secret")?.value.startsWith("whsec_") && document.querySelector("#int-secret").value !== %s`, js(secret)))
 		demo.shot("09-integrations-paused")
 	})
