@@ -57,3 +57,25 @@ func TestWriteGroupsCallersAndIsolatesFailures(t *testing.T) {
 		t.Fatalf("write after close: %v", err)
 	}
 }
+
+// TestWriterSettings checks the settings writerDriver gives the writer connection: temporary
+// data in memory (the savepoints' journals) and no checkpoint inside a commit.
+func TestWriterSettings(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var tempStore, autoCheckpoint int
+	if err := db.Write(context.Background(), func(tx *sql.Tx) error {
+		if err := tx.QueryRow(`PRAGMA temp_store`).Scan(&tempStore); err != nil {
+			return err
+		}
+		return tx.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&autoCheckpoint)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if tempStore != 2 || autoCheckpoint != 0 {
+		t.Errorf("writer: temp_store = %d, wal_autocheckpoint = %d; want 2 (memory) and 0", tempStore, autoCheckpoint)
+	}
+}
