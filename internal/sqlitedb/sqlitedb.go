@@ -3,8 +3,9 @@
 //
 // SQLite allows one writer at a time and, with synchronous=FULL, every commit costs an fsync
 // (0.7–1.2 ms measured here). Write therefore gathers the work of concurrent callers into one
-// transaction and commits it once: many callers, one fsync. Each caller's function runs inside
-// its own savepoint, so one caller's failure rolls back only its own changes.
+// transaction and commits it once: many callers, one fsync. When one caller's function fails,
+// the transaction is rolled back and the others' functions run again without it, so that one
+// caller's failure leaves none of its changes behind.
 package sqlitedb
 
 import (
@@ -35,14 +36,9 @@ const (
 // carry, applied to every connection it opens (a replaced connection gets them too):
 //   - Checkpoints run in the background (see checkpointLoop) instead of inside whichever commit
 //     crosses the WAL size threshold, where they would stall that commit — often a partner's 202.
-//   - Temporary data stays in memory. Every job runs in a savepoint (see runJob), so SQLite first
-//     copies each page a job changes into a statement journal; past 64 KiB that journal spilled
-//     into a temporary file, and a 1-record push wrote about 70 kB there. In memory, committing
-//     1-record pushes from 32 clients took 91 instead of 169 µs of the writer's time per push
-//     (pipeline's BenchmarkAccept1). It holds only the pages one group of jobs changes.
-//     SQLite also builds a transient table for each UPDATE ... RETURNING: one of a single row
-//     took 100 µs with temporary data in files and 7 µs in memory, and the tracker's counter
-//     update is one, run for every settled delivery.
+//   - Temporary data stays in memory. SQLite builds a transient table for each UPDATE ...
+//     RETURNING: one of a single row took 100 µs with temporary data in files and 7 µs in
+//     memory, and the tracker's counter update is one, run for every settled delivery.
 const writerDriver = "sqlite3-gateway-writer"
 
 func init() {
@@ -62,9 +58,6 @@ type DB struct {
 	write      *sql.DB
 	read       *sql.DB
 	checkpoint *sql.DB
-
-	// Prepared once on the single writer connection; every job runs inside a savepoint.
-	savepoint, rollbackTo, release *sql.Stmt
 
 	jobs      chan *job
 	urgent    chan *job // served before jobs: writes a client is waiting on
@@ -138,15 +131,6 @@ func Open(path string) (*DB, error) {
 
 		checkpointDone: make(chan struct{}),
 	}
-	for _, s := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{{&db.savepoint, "SAVEPOINT job"}, {&db.rollbackTo, "ROLLBACK TO job"}, {&db.release, "RELEASE job"}} {
-		if *s.stmt, err = w.Prepare(s.sql); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("prepare %q on %s: %w", s.sql, path, err)
-		}
-	}
 	go db.loop()
 	go db.checkpointLoop()
 	return db, nil
@@ -193,10 +177,16 @@ type urgentKey struct{}
 func Urgent(ctx context.Context) context.Context { return context.WithValue(ctx, urgentKey{}, true) }
 
 // Write runs fn in a transaction it may share with other concurrent Write calls, and returns
-// once that transaction is committed (durable: synchronous=FULL). fn runs inside a savepoint:
-// if it returns an error, its changes alone are rolled back and Write returns that error.
-// If the shared commit fails, every caller of the group gets the commit error.
-// fn must not call Write (it would deadlock) and should not block on anything but tx.
+// once that transaction is committed (durable: synchronous=FULL). If fn returns an error, none
+// of its changes are kept and Write returns that error. If the shared commit fails, every
+// caller of the group gets the commit error.
+//
+// fn may run more than once: when another function of the same group fails, the transaction is
+// rolled back and the rest of the group runs again in a new one (cheaper than a savepoint per
+// function, whose journal copied every page a function changed: 1-record pushes cost the
+// writer 91 µs each with savepoints, 73 without; pipeline's BenchmarkAccept1). So fn must
+// write only through tx and set the results it hands back afresh on every run. fn must not
+// call Write (it would deadlock) and should not block on anything but tx.
 func (db *DB) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	j := &job{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	db.mu.RLock()
@@ -294,7 +284,12 @@ func (db *DB) commitGroup(first *job) ([]*job, []error, error) {
 		queue, limit = db.urgent, maxUrgent
 	}
 	for i := 0; ; i++ {
-		results[i] = db.runJob(tx, group[i])
+		var ran bool
+		if ran, results[i] = db.runJob(tx, group[i]); results[i] != nil && ran {
+			if tx, err = db.redo(tx, group[:i], results[:i]); err != nil {
+				return group, results, err
+			}
+		}
 		if i+1 == limit || time.Since(start) > groupBudget || db.isClosing() {
 			break
 		}
@@ -316,24 +311,45 @@ func (db *DB) commitGroup(first *job) ([]*job, []error, error) {
 	return group, results, nil
 }
 
-// runJob runs one caller's function inside a savepoint, rolling back only its changes on error.
-func (db *DB) runJob(tx *sql.Tx, j *job) error {
+// runJob runs one caller's function in tx, unless its caller has gone; ran reports whether it
+// did (and so may have written before it failed).
+func (db *DB) runJob(tx *sql.Tx, j *job) (ran bool, err error) {
 	if err := j.ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
-	if _, err := tx.Stmt(db.savepoint).Exec(); err != nil {
-		return fmt.Errorf("savepoint on %s: %w", db.path, err)
+	return true, j.fn(tx)
+}
+
+// redo undoes a failed job: it rolls tx back and runs the jobs of group whose result is still
+// nil (the ones that had succeeded) again in a new transaction, which it returns. A job that
+// fails this time gets its error, and the rest run again, until a run succeeds.
+func (db *DB) redo(tx *sql.Tx, group []*job, results []error) (*sql.Tx, error) {
+	if err := tx.Rollback(); err != nil {
+		return nil, fmt.Errorf("roll back after a failed write on %s: %w", db.path, err)
 	}
-	fnErr := j.fn(tx)
-	if fnErr != nil {
-		if _, err := tx.Stmt(db.rollbackTo).Exec(); err != nil {
-			return fmt.Errorf("roll back failed write on %s: %w (after %v)", db.path, err, fnErr)
+	for {
+		tx, err := db.write.Begin()
+		if err != nil {
+			return nil, fmt.Errorf("begin transaction on %s: %w", db.path, err)
+		}
+		failed := false
+		for i, j := range group {
+			if results[i] != nil {
+				continue
+			}
+			var ran bool
+			if ran, results[i] = db.runJob(tx, j); results[i] != nil && ran {
+				failed = true
+				break
+			}
+		}
+		if !failed {
+			return tx, nil
+		}
+		if err := tx.Rollback(); err != nil {
+			return nil, fmt.Errorf("roll back after a failed write on %s: %w", db.path, err)
 		}
 	}
-	if _, err := tx.Stmt(db.release).Exec(); err != nil {
-		return fmt.Errorf("release savepoint on %s: %w", db.path, err)
-	}
-	return fnErr
 }
 
 func (db *DB) isClosing() bool {

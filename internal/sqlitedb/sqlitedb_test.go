@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestWriteGroupsCallersAndIsolatesFailures(t *testing.T) {
@@ -78,4 +80,87 @@ func TestWriterSettings(t *testing.T) {
 	if tempStore != 2 || autoCheckpoint != 0 {
 		t.Errorf("writer: temp_store = %d, wal_autocheckpoint = %d; want 2 (memory) and 0", tempStore, autoCheckpoint)
 	}
+}
+
+// TestFailedJobIsUndoneAndTheRestRunAgain queues three jobs behind a fourth that holds the
+// writer for a whole group's time budget, so the three share the next group: the one that fails
+// after writing leaves nothing behind, the one before it in the group runs again in a new
+// transaction, and the one after it runs once.
+func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `CREATE TABLE t (n INTEGER PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	var mu sync.Mutex
+	runs := map[int]int{}
+	job := func(n int, fail bool) func(tx *sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			mu.Lock()
+			runs[n]++
+			first := runs[n] == 1
+			mu.Unlock()
+			if n == 0 && first {
+				for len(db.jobs) < 3 { // the other three queue behind it...
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(groupBudget) // ...and its group ends with it, so theirs is one of three
+			}
+			if _, err := tx.Exec(`INSERT INTO t (n) VALUES (?)`, n); err != nil {
+				return err
+			}
+			if fail {
+				return boom
+			}
+			return nil
+		}
+	}
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); errs[0] = db.Write(ctx, job(0, false)) }()
+	for !ran(&mu, runs, 0) { // job 0 holds the writer before the others queue
+		time.Sleep(time.Millisecond)
+	}
+	for n, fail := range []bool{false, true, false} {
+		for len(db.jobs) < n { // queued in this order
+			time.Sleep(time.Millisecond)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[n+1] = db.Write(ctx, job(n+1, fail)) }()
+	}
+	wg.Wait()
+	if !errors.Is(errs[2], boom) || errs[0] != nil || errs[1] != nil || errs[3] != nil {
+		t.Fatalf("errors = %v; want only job 2's boom", errs)
+	}
+	var got []int
+	rows, err := db.Reader().Query(`SELECT n FROM t ORDER BY n`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n int
+		rows.Scan(&n)
+		got = append(got, n)
+	}
+	if fmt.Sprint(got) != "[0 1 3]" {
+		t.Errorf("rows = %v; want [0 1 3] (the failed job's insert undone)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := map[int]int{0: 1, 1: 2, 2: 1, 3: 1}; fmt.Sprint(runs) != fmt.Sprint(want) {
+		t.Errorf("runs per job = %v; want %v (job 1, before the failure, again)", runs, want)
+	}
+}
+
+func ran(mu *sync.Mutex, runs map[int]int, job int) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return runs[job] > 0
 }

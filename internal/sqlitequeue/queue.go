@@ -756,6 +756,7 @@ func (s *subscription) release(ds []*delivery, delivered bool) {
 func (q *Queue) claim(ctx context.Context, topic string, limit int) ([]*delivery, error) {
 	var ds []*delivery
 	err := q.db.Write(ctx, func(tx *sql.Tx) error {
+		ds = ds[:0] // a run again (see sqlitedb.DB.Write) claims afresh
 		now := time.Now()
 		rows, err := tx.Query(`
 UPDATE queue_messages SET locked_until = ?, attempts = attempts + 1

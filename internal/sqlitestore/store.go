@@ -93,9 +93,10 @@ func Open(cfg Config) (*Store, error) {
 	return &Store{db: db, queue: queue, tracker: trk, integrations: integ}, nil
 }
 
-// Update runs fn in a transaction of the group-committing writer: fn runs inside its own
-// savepoint of a transaction shared with concurrent callers, so its failure rolls back only its
-// own writes. Subscriptions of the topics fn published to are woken after the commit.
+// Update runs fn in a transaction of the group-committing writer, shared with concurrent
+// callers; if fn fails, none of its writes are kept, and if another caller's function fails, fn
+// runs again (sqlitedb.DB.Write). Subscriptions of the topics fn published to are woken after
+// the commit.
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if store.IsUrgent(ctx) {
 		ctx = sqlitedb.Urgent(ctx)
