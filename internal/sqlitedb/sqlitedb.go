@@ -184,7 +184,7 @@ func Urgent(ctx context.Context) context.Context { return context.WithValue(ctx,
 // fn may run more than once: when another function of the same group fails, the transaction is
 // rolled back and the rest of the group runs again in a new one (cheaper than a savepoint per
 // function, whose journal copied every page a function changed: 1-record pushes cost the
-// writer 91 µs each with savepoints, 73 without; pipeline's BenchmarkAccept1). So fn must
+// writer 91 µs each with savepoints, 70 without; pipeline's BenchmarkAccept1). So fn must
 // write only through tx and set the results it hands back afresh on every run. fn must not
 // call Write (it would deadlock) and should not block on anything but tx.
 func (db *DB) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {

@@ -61,7 +61,7 @@ func TestWriteGroupsCallersAndIsolatesFailures(t *testing.T) {
 }
 
 // TestWriterSettings checks the settings writerDriver gives the writer connection: temporary
-// data in memory (the savepoints' journals) and no checkpoint inside a commit.
+// data (RETURNING's transient tables) in memory and no checkpoint inside a commit.
 func TestWriterSettings(t *testing.T) {
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
@@ -106,8 +106,11 @@ func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
 			first := runs[n] == 1
 			mu.Unlock()
 			if n == 0 && first {
-				for len(db.jobs) < 3 { // the other three queue behind it...
-					time.Sleep(time.Millisecond)
+				// On the writer's goroutine: no t.Fatal here.
+				for deadline := time.Now().Add(10 * time.Second); len(db.jobs) < 3; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) { // the other three queue behind it...
+						return errors.New("the other jobs were never queued")
+					}
 				}
 				time.Sleep(groupBudget) // ...and its group ends with it, so theirs is one of three
 			}
@@ -124,13 +127,13 @@ func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); errs[0] = db.Write(ctx, job(0, false)) }()
-	for !ran(&mu, runs, 0) { // job 0 holds the writer before the others queue
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, func() bool { // job 0 holds the writer before the others queue
+		mu.Lock()
+		defer mu.Unlock()
+		return runs[0] > 0
+	})
 	for n, fail := range []bool{false, true, false} {
-		for len(db.jobs) < n { // queued in this order
-			time.Sleep(time.Millisecond)
-		}
+		waitFor(t, func() bool { return len(db.jobs) == n }) // queued in this order
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[n+1] = db.Write(ctx, job(n+1, fail)) }()
 	}
@@ -146,7 +149,9 @@ func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
 	defer rows.Close()
 	for rows.Next() {
 		var n int
-		rows.Scan(&n)
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
 		got = append(got, n)
 	}
 	if fmt.Sprint(got) != "[0 1 3]" {
@@ -159,8 +164,12 @@ func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
 	}
 }
 
-func ran(mu *sync.Mutex, runs map[int]int, job int) bool {
-	mu.Lock()
-	defer mu.Unlock()
-	return runs[job] > 0
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the writer's queue")
+		}
+	}
 }
