@@ -11,16 +11,24 @@ import (
 	"time"
 )
 
-func TestWriteGroupsCallersAndIsolatesFailures(t *testing.T) {
+// openWithTable opens a database in a temporary folder, closed when the test ends, with one
+// table t (n INTEGER PRIMARY KEY) for the jobs to write.
+func openWithTable(t *testing.T) *DB {
+	t.Helper()
 	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	ctx := context.Background()
-	if _, err := db.Exec(ctx, `CREATE TABLE t (n INTEGER PRIMARY KEY)`); err != nil {
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(context.Background(), `CREATE TABLE t (n INTEGER PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+func TestWriteGroupsCallersAndIsolatesFailures(t *testing.T) {
+	db := openWithTable(t)
+	ctx := context.Background()
 	boom := errors.New("boom")
 	var wg sync.WaitGroup
 	errs := make([]error, 200)
@@ -87,15 +95,8 @@ func TestWriterSettings(t *testing.T) {
 // after writing leaves nothing behind, the one before it in the group runs again in a new
 // transaction, and the one after it runs once.
 func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openWithTable(t)
 	ctx := context.Background()
-	if _, err := db.Exec(ctx, `CREATE TABLE t (n INTEGER PRIMARY KEY)`); err != nil {
-		t.Fatal(err)
-	}
 	boom := errors.New("boom")
 	var mu sync.Mutex
 	runs := map[int]int{}
