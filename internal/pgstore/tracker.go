@@ -193,15 +193,15 @@ func (w writer) insertMessages(seq int64, msgs []tracker.NewMessage, status int1
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	idx := make([]int32, len(msgs))
+	indexes := make([]int, len(msgs))
 	refs := make([]string, len(msgs))
 	types := make([]string, len(msgs))
 	for i, m := range msgs {
-		var err error
-		if idx[i], err = index32(m.Index); err != nil {
-			return 0, err
-		}
-		refs[i], types[i] = text(m.ExternalReference), text(m.Type)
+		indexes[i], refs[i], types[i] = m.Index, text(m.ExternalReference), text(m.Type)
+	}
+	idx, err := int32s(indexes)
+	if err != nil {
+		return 0, err
 	}
 	res, err := w.t.tx.ExecContext(w.t.ctx, `INSERT INTO tracker_messages
 		(request_seq, idx, external_reference, type, status, processed_at)

@@ -158,8 +158,10 @@ func (s *trackerDB) AcceptTx(tx *writeTx, r tracker.Request, msgs ...tracker.New
 	if err != nil {
 		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return err // recorded before: the first record stands
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("tracker: accept request %s: %w", r.ID, err)
+	} else if n == 0 {
+		return nil // recorded before: the first record stands
 	}
 	// seq is the rowid of the row just inserted.
 	seq, err := res.LastInsertId()
