@@ -1,9 +1,12 @@
 package jsonkind
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 // SyntaxError says where data stops being JSON.
@@ -65,6 +68,15 @@ type frame struct {
 	array bool
 	index int
 	key   []byte // the current member's key (a slice of the input)
+	start int    // where the container starts in the input
+}
+
+// A Value is a value that Walk found nested one or two levels deep, and where it is.
+type Value struct {
+	Start, End int  // the value is data[Start:End], white space excluded
+	Outer      Step // the step from the top-level container (a member, or an element)
+	Inner      Step // the step from the Outer value into this one, when Depth is 2
+	Depth      int  // 1 inside the top-level container, 2 inside one of its values
 }
 
 // Check reports whether data is exactly one JSON value, surrounded by optional white space,
@@ -73,8 +85,14 @@ type frame struct {
 // UTF-8), in one pass and without recursion: it allocates nothing for valid input and its
 // memory never grows with the input, so hostile input ("[[[[…") costs no more than any other.
 // The error is a *SyntaxError or a *DepthError.
-func Check(data []byte, maxDepth int) error {
-	c := checker{data: data, max: maxDepth}
+func Check(data []byte, maxDepth int) error { return Walk(data, maxDepth, nil) }
+
+// Walk is Check that also calls visit (when not nil) with every value nested one or two levels
+// deep, in the order the values end, as it reads them: a caller can take a document apart in the
+// same pass that validates it. Member names in Steps are decoded (escapes undone). visit may be
+// called before Walk finds an error further on.
+func Walk(data []byte, maxDepth int, visit func(Value)) error {
+	c := checker{data: data, max: maxDepth, visit: visit}
 	return c.run()
 }
 
@@ -84,6 +102,45 @@ type checker struct {
 	max   int
 	stack []frame
 	buf   [16]frame // the first levels live here: no allocation for ordinary documents
+
+	visit    func(Value)
+	outerKey string // the decoded name of the top-level object's current member
+}
+
+// ended reports the value data[start:c.i] to visit when it is nested one or two levels deep
+// (len(c.stack) containers hold it).
+func (c *checker) ended(start int) {
+	depth := len(c.stack)
+	if c.visit == nil || depth == 0 || depth > 2 {
+		return
+	}
+	v := Value{Start: start, End: c.i, Depth: depth, Outer: c.step(0, c.outerKey)}
+	if depth == 2 {
+		v.Inner = c.step(1, "")
+		if !v.Inner.InArray {
+			v.Inner.Key = decodeKey(c.stack[1].key)
+		}
+	}
+	c.visit(v)
+}
+
+// step is the step from container c.stack[level] into its current value; key is the member
+// name to give it in an object.
+func (c *checker) step(level int, key string) Step {
+	if f := c.stack[level]; f.array {
+		return Step{Index: f.index, InArray: true}
+	}
+	return Step{Key: key}
+}
+
+// decodeKey is a member name as written between its quotes, with its escapes undone.
+func decodeKey(raw []byte) string {
+	if !bytes.ContainsRune(raw, '\\') {
+		return string(raw)
+	}
+	quoted := make([]byte, 0, len(raw)+2)
+	quoted = append(append(append(quoted, '"'), raw...), '"')
+	return gjson.ParseBytes(quoted).Str
 }
 
 func (c *checker) run() error {
@@ -94,17 +151,19 @@ func (c *checker) run() error {
 		if c.i >= len(c.data) {
 			return c.syntax("unexpected end of input; a value was expected")
 		}
+		start := c.i
 		switch ch := c.data[c.i]; ch {
 		case '{', '[':
 			if len(c.stack) >= c.max {
 				return c.depth()
 			}
-			c.stack = append(c.stack, frame{array: ch == '['})
+			c.stack = append(c.stack, frame{array: ch == '[', start: start})
 			c.i++
 			c.skipSpace()
 			if c.i < len(c.data) && (c.data[c.i] == '}' && ch == '{' || c.data[c.i] == ']' && ch == '[') {
 				c.i++
 				c.stack = c.stack[:len(c.stack)-1]
+				c.ended(start)
 				break // an empty container is a complete value
 			}
 			if ch == '{' {
@@ -138,6 +197,9 @@ func (c *checker) run() error {
 			}
 			return c.syntax("unexpected " + c.found() + "; a value was expected")
 		}
+		if ch := c.data[start]; ch != '{' && ch != '[' {
+			c.ended(start) // a scalar
+		}
 		// A value ended at c.i: close containers, or move on to the next element.
 		for {
 			c.skipSpace()
@@ -163,6 +225,7 @@ func (c *checker) run() error {
 			case top.array && ch == ']' || !top.array && ch == '}':
 				c.i++
 				c.stack = c.stack[:len(c.stack)-1]
+				c.ended(top.start)
 				continue
 			default:
 				return c.syntax("unexpected " + c.found() + "; , or " + closer(top.array) + " was expected")
@@ -182,6 +245,9 @@ func (c *checker) member() error {
 		return err
 	}
 	c.stack[len(c.stack)-1].key = c.data[start : c.i-1]
+	if c.visit != nil && len(c.stack) == 1 {
+		c.outerKey = decodeKey(c.data[start : c.i-1])
+	}
 	c.skipSpace()
 	if c.i >= len(c.data) || c.data[c.i] != ':' {
 		return c.syntax("unexpected " + c.found() + "; : was expected")

@@ -3,6 +3,8 @@ package jsonkind
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -185,4 +187,32 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWalk: Walk hands over every value one or two levels deep, where it ends, with decoded
+// member names; deeper values only as part of theirs.
+func TestWalk(t *testing.T) {
+	data := []byte(` {"a\u0062":[1, {"x":[true]}, []], "c":{"d\"":null}, "e":"s"} `)
+	var got []string
+	err := Walk(data, 10, func(v Value) {
+		got = append(got, fmt.Sprintf("%d %s %s %s", v.Depth, FormatPath([]Step{v.Outer}, 1), FormatPath([]Step{v.Inner}, 1), data[v.Start:v.End]))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`2 ab [0] 1`,
+		`2 ab [1] {"x":[true]}`,
+		`2 ab [2] []`,
+		`1 ab  [1, {"x":[true]}, []]`,
+		`2 c d" null`,
+		`1 c  {"d\"":null}`,
+		`1 e  "s"`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Walk visited\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if err := Walk([]byte(`[1,[2,[3]]`), 10, func(Value) {}); err == nil {
+		t.Error("Walk accepted an unclosed array")
+	}
 }
