@@ -55,8 +55,8 @@ func (p EnvelopeParser) Parse(body []byte) (Envelope, error) {
 	}
 	var env Envelope
 	var format, ref, payload []byte // the first value of each member, nil if absent
-	var payloadDone bool             // the first payload member has ended
-	var bad error                    // the first record that breaks a rule
+	var payloadDone bool            // the first payload member has ended
+	var bad error                   // the first record that breaks a rule
 	visit := func(v jsonkind.Value) {
 		value := body[v.Start:v.End]
 		if v.Depth == 1 {
