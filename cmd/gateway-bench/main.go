@@ -12,12 +12,14 @@
 //
 //	go run ./cmd/gateway-bench                # all scenarios but soak, 3 runs each, medians reported
 //	go run ./cmd/gateway-bench -runs 5 -only small
+//	go run ./cmd/gateway-bench -runs 6 -baseline /tmp/gateway-old -baseline-config /tmp/old/examples/gateway.yaml
 //	go run ./cmd/gateway-bench -only soak -rate 1000 -duration 10m -retention 1m
 //	go run ./cmd/gateway-bench -postgres postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable -nodes 3 -only e2e
 package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +42,9 @@ func main() {
 	flag.IntVar(&o.nodes, "nodes", 1, "gateway processes sharing the database (with -postgres)")
 	flag.StringVar(&o.pprof, "pprof", "", "HOST:PORT: the first node serves /debug/pprof there (profile it while a scenario runs)")
 	flag.StringVar(&o.bin, "gateway", "", "a gateway binary to run instead of building ./cmd/gateway (e.g. an older commit's, to compare)")
+	var base clusterOptions
+	flag.StringVar(&base.bin, "baseline", "", "a second gateway binary (e.g. an older commit's) to compare with: the two alternate run by run, and medians and their ratios are reported")
+	flag.StringVar(&base.config, "baseline-config", "", "the -baseline binary's configuration (default: -config)")
 	var so soakOptions
 	flag.IntVar(&so.rate, "rate", 1000, "soak: records per second offered")
 	flag.IntVar(&so.batch, "batch", 10, "soak: records per push")
@@ -60,7 +65,13 @@ func main() {
 		}
 		return
 	}
-	if err := benchAll(*runs, *only, o); err != nil {
+	contenders := []contender{{"", o}}
+	if base.bin != "" {
+		b := o
+		b.bin, b.config = base.bin, cmp.Or(base.config, o.config)
+		contenders = []contender{{"baseline", b}, {"this", o}}
+	}
+	if err := benchAll(*runs, *only, contenders); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway-bench:", err)
 		os.Exit(1)
 	}
@@ -71,10 +82,25 @@ type scenario struct {
 	run  func(g *gatewayProc) (map[string]float64, error)
 }
 
-func benchAll(runs int, only string, o clusterOptions) error {
-	bin, err := o.binary()
-	if err != nil {
-		return err
+// A contender is a gateway build to measure, with its options; name labels its figures when
+// two are compared.
+type contender struct {
+	name string
+	o    clusterOptions
+}
+
+// benchAll runs each scenario runs times for every contender. With two, their runs alternate
+// and the order flips every run (A B, B A, ...), so that a machine whose speed drifts — shared
+// VMs do, by 10–30 % within an hour — favours neither; each figure is then reported as both
+// medians and their ratio (this / baseline).
+func benchAll(runs int, only string, contenders []contender) error {
+	bins := make([]string, len(contenders))
+	for i, c := range contenders {
+		bin, err := c.o.binary()
+		if err != nil {
+			return err
+		}
+		bins[i] = bin
 	}
 	scenarios := []scenario{
 		{"big1", func(g *gatewayProc) (map[string]float64, error) { return bigPushes(g, 1, 100) }},
@@ -83,36 +109,83 @@ func benchAll(runs int, only string, o clusterOptions) error {
 		{"steady", func(g *gatewayProc) (map[string]float64, error) { return steadyPushes(g, 32, 3200, 15*time.Second) }},
 		{"e2e", func(g *gatewayProc) (map[string]float64, error) { return endToEnd(g, 1, 20) }},
 	}
-	fmt.Fprintf(os.Stderr, "gateway-bench: %s\n", o.describe())
+	for _, c := range contenders {
+		fmt.Fprintf(os.Stderr, "gateway-bench: %s%s\n", label(c.name), c.o.describe())
+	}
 	for _, sc := range scenarios {
 		if only != "" && only != sc.name {
 			continue
 		}
-		results := map[string][]float64{}
-		for i := range runs {
-			g, err := start(bin, o)
-			if err != nil {
-				return err
-			}
-			res, err := sc.run(g)
-			if err == nil {
-				res["peak_rss_mb"] = g.peakRSSMB()
-				if len(g.nodes) > 1 {
-					res["peak_rss_max_mb"] = g.maxPeakRSSMB()
-				}
-			}
-			g.stop()
-			if err != nil {
-				return fmt.Errorf("%s run %d: %w", sc.name, i+1, err)
-			}
-			for k, v := range res {
-				results[k] = append(results[k], v)
-			}
-			fmt.Fprintf(os.Stderr, "%s run %d: %s\n", sc.name, i+1, format(res, nil))
+		results := make([]map[string][]float64, len(contenders))
+		for i := range results {
+			results[i] = map[string][]float64{}
 		}
-		fmt.Printf("%-6s median of %d: %s\n", sc.name, runs, format(nil, results))
+		for run := range runs {
+			for k := range contenders {
+				if run%2 == 1 {
+					k = len(contenders) - 1 - k
+				}
+				res, err := runOnce(sc, bins[k], contenders[k].o)
+				if err != nil {
+					return fmt.Errorf("%s run %d: %s%w", sc.name, run+1, label(contenders[k].name), err)
+				}
+				for key, v := range res {
+					results[k][key] = append(results[k][key], v)
+				}
+				fmt.Fprintf(os.Stderr, "%s run %d: %s%s\n", sc.name, run+1, label(contenders[k].name), format(res, nil))
+			}
+		}
+		for k, c := range contenders {
+			fmt.Printf("%-6s median of %d: %s%s\n", sc.name, runs, label(c.name), format(nil, results[k]))
+		}
+		if len(contenders) == 2 {
+			fmt.Printf("%-6s ratio this/baseline: %s\n", sc.name, ratios(results[0], results[1]))
+		}
 	}
 	return nil
+}
+
+// runOnce runs sc once on a fresh gateway and returns its figures with the peak RSS.
+func runOnce(sc scenario, bin string, o clusterOptions) (map[string]float64, error) {
+	g, err := start(bin, o)
+	if err != nil {
+		return nil, err
+	}
+	res, err := sc.run(g)
+	if err == nil {
+		res["peak_rss_mb"] = g.peakRSSMB()
+		if len(g.nodes) > 1 {
+			res["peak_rss_max_mb"] = g.maxPeakRSSMB()
+		}
+	}
+	g.stop()
+	return res, err
+}
+
+// label prefixes a contender's figures with its name, if it has one.
+func label(name string) string {
+	if name == "" {
+		return ""
+	}
+	return name + ": "
+}
+
+// ratios is, for each figure, the median of this over the median of baseline.
+func ratios(baseline, this map[string][]float64) string {
+	var keys []string
+	for k := range this {
+		if _, ok := baseline[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		if b := median(baseline[k]); b != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%.2f", k, median(this[k])/b))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // soakRun runs the soak scenario once on a fresh data folder and prints its figures.
