@@ -256,6 +256,11 @@ func testDeadReceiver(t *testing.T, h *harness) {
 	}
 	h.sender(allowPrivate, time.Minute).Notify()
 	live.WaitN(t, 20, 20*time.Second)
+	// The dead lane may not have reached its receiver yet when the live one is done: the two
+	// run side by side, and neither waits for the other.
+	for deadline := time.Now().Add(10 * time.Second); open.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if n := open.Load(); n != 1 || len(dead.Got()) != 0 {
 		t.Fatalf("the dead receiver has %d requests open and %d answered; want its first one still open", n, len(dead.Got()))
 	}
