@@ -600,9 +600,19 @@ func (q *Queue) AckTx(tx *sql.Tx, msg *message.Message) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return false, nil
 		}
-		_, err = tx.Exec(`DELETE FROM queue_payloads WHERE message_id = ?`, id)
-		return true, err
+		return true, deletePayload(tx, id, msg)
 	})
+}
+
+// deletePayload deletes the payload row of message id, delivered as msg. A message read back
+// with a nil payload has none (InsertTx writes no row for a nil payload; an empty one is read
+// back as empty, not nil): no statement then, one fewer per fragment acknowledged.
+func deletePayload(tx *sql.Tx, id int64, msg *message.Message) error {
+	if msg.Payload == nil {
+		return nil
+	}
+	_, err := tx.Exec(`DELETE FROM queue_payloads WHERE message_id = ?`, id)
+	return err
 }
 
 // RetryTx settles msg, a message this Queue delivered, inside the caller's transaction and
@@ -698,7 +708,7 @@ func (s *subscription) ack(d *delivery) {
 		return
 	}
 	err := s.q.db.Write(context.Background(), func(tx *sql.Tx) error {
-		if _, err := tx.Exec(`DELETE FROM queue_payloads WHERE message_id = ?`, d.id); err != nil {
+		if err := deletePayload(tx, d.id, d.msg); err != nil {
 			return err
 		}
 		_, err := tx.Exec(`DELETE FROM queue_messages WHERE id = ?`, d.id)

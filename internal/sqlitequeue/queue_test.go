@@ -716,3 +716,47 @@ func TestAckTx(t *testing.T) {
 		t.Fatal("AckTx accepted a message the queue never delivered")
 	}
 }
+
+// TestAckLeavesNoPayloadRows: whether a message had no payload (no row), an empty one or a
+// real one, and whether it is acked in a transaction or after the handler, acking it leaves
+// neither its row nor a payload row behind (the ack skips the payload delete only for messages
+// read back without one).
+func TestAckLeavesNoPayloadRows(t *testing.T) {
+	db := openDB(t)
+	q := newQueue(t, Config{DB: db})
+	payloads := map[string][]byte{"none": nil, "empty": {}, "some": []byte("x")}
+	for _, inTx := range []bool{false, true} {
+		ch := subscribe(t, q, context.Background(), fmt.Sprint("t", inTx))
+		for name, p := range payloads {
+			m := message.NewMessage(watermill.NewUUID(), p)
+			m.Metadata.Set("name", name)
+			publish(t, q, fmt.Sprint("t", inTx), m)
+		}
+		for range payloads {
+			msg := receive(t, ch, 5*time.Second)
+			if want := payloads[msg.Metadata.Get("name")]; (msg.Payload == nil) != (want == nil) || !bytes.Equal(msg.Payload, want) {
+				t.Fatalf("%s: payload %q (nil %v)", msg.Metadata.Get("name"), msg.Payload, msg.Payload == nil)
+			}
+			if inTx {
+				if err := db.Write(context.Background(), func(tx *sql.Tx) error { return q.AckTx(tx, msg) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			msg.Ack()
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var msgs, rows int
+		if err := db.Reader().QueryRow(`SELECT (SELECT COUNT(*) FROM queue_messages), (SELECT COUNT(*) FROM queue_payloads)`).Scan(&msgs, &rows); err != nil {
+			t.Fatal(err)
+		}
+		if msgs == 0 && rows == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages and %d payload rows left after acking every message", msgs, rows)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
