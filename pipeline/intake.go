@@ -63,7 +63,8 @@ const sequenceEvents = "events"
 // Only when Accept returns nil may the caller answer with success. It returns
 // ErrIdempotencyConflict when the key was used for another body, ErrIdempotencyInFlight while a
 // submission with the same key is being committed, and ErrBacklog (wrapped) while more than
-// MaxBacklog fragments wait.
+// MaxBacklog fragments wait. It keeps nothing of s.Body or the envelope's records once it
+// returns: the HTTP server recycles the buffer they are sliced from.
 func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	if limit := p.cfg.MaxBacklog; limit > 0 && p.backlog.Load() >= int64(limit) {
 		return Receipt{}, fmt.Errorf("%w (%d fragments queued, limit %d)", ErrBacklog, p.backlog.Load(), limit)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opengw/gateway/pipeline"
 )
@@ -160,13 +161,15 @@ func (b *bodyBuffer) readFrom(src io.Reader, hint int64) error {
 	}
 }
 
-// grow doubles the buffer within the limits, reserving the new capacity first.
+// grow doubles the buffer within the limits (from 1 MiB on, rounded up to whole MiB: see
+// bigBuffers), reserving the new capacity first.
 func (b *bodyBuffer) grow(hint int64) error {
 	old := int64(cap(b.buf))
 	next := min(max(2*old, firstBodyBuffer), MaxBodyBytes+1)
 	if hint >= 0 && hint+1 > old {
 		next = min(next, hint+1)
 	}
+	next = bufferSize(next)
 	limit := b.s.Limits.maxInflight()
 	if b.s.inflight.Add(next-old) > limit {
 		b.s.inflight.Add(old - next)
@@ -175,17 +178,55 @@ func (b *bodyBuffer) grow(hint int64) error {
 				formatBytes(limit) + "); retry later"}
 	}
 	b.reserved += next - old
-	grown := make([]byte, len(b.buf), next)
+	grown := newBuffer(next)[:len(b.buf)]
 	copy(grown, b.buf)
+	recycle(b.buf)
 	b.buf = grown
 	return nil
 }
 
-// release returns the buffer's reservation to the budget; the buffer must not be used after.
+// release returns the buffer's reservation to the budget and the buffer to bigBuffers; neither
+// the buffer nor anything sliced from it may be used after.
 func (b *bodyBuffer) release() {
 	b.s.inflight.Add(-b.reserved)
 	b.reserved = 0
+	recycle(b.buf)
 	b.buf = nil
+}
+
+// Big body buffers are recycled. A fresh one of megabytes costs page faults and zeroing: growing
+// the buffer of a 2.4 MB push took 5.5 of its 22 ms of intake CPU (pprof under big1). Buffers of
+// bigBuffer bytes and more come in whole MiB, and bigBuffers[k] holds those of k+1 MiB. A
+// recycled buffer holds an earlier body's bytes past the new body's length: readFrom reads
+// into it from its start and the body is only ever the part read.
+const bigBuffer = 1 << 20
+
+var bigBuffers [(MaxBodyBytes + 1 + bigBuffer - 1) / bigBuffer]sync.Pool // of *[]byte
+
+// bufferSize is the capacity to allocate for a buffer of n bytes: n rounded up to whole MiB from
+// bigBuffer on, so that it can be recycled (and its reservation counts what it holds).
+func bufferSize(n int64) int64 {
+	if n < bigBuffer {
+		return n
+	}
+	return (n + bigBuffer - 1) / bigBuffer * bigBuffer
+}
+
+// newBuffer returns an empty buffer of capacity size (a bufferSize), recycled if one is free.
+func newBuffer(size int64) []byte {
+	if size >= bigBuffer {
+		if p, ok := bigBuffers[size/bigBuffer-1].Get().(*[]byte); ok {
+			return (*p)[:0]
+		}
+	}
+	return make([]byte, 0, size)
+}
+
+// recycle offers buf, which no one may use any more, for newBuffer to return.
+func recycle(buf []byte) {
+	if c := int64(cap(buf)); c >= bigBuffer && c%bigBuffer == 0 {
+		bigBuffers[c/bigBuffer-1].Put(&buf)
+	}
 }
 
 // formatBytes writes n in MiB when it is a whole number of them, else in bytes.

@@ -289,3 +289,41 @@ func TestStalledBodyIsCut(t *testing.T) {
 	}
 	waitFor(t, "the buffer to be released", func() bool { return e.srv.BufferedBodyBytes() == 0 })
 }
+
+// TestRecycledBodyBuffers: big bodies are read into recycled buffers; a shorter body read into
+// a buffer that held a longer one is exactly itself — records, body, nothing of the first.
+func TestRecycledBodyBuffers(t *testing.T) {
+	e := newHTTPEnv(t)
+	envelope := func(prefix string, n int) []byte {
+		var b bytes.Buffer
+		b.WriteString(`{"format":"activity","payload":[`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"id":"%s-%d","type":"call","note":"%s"}`, prefix, i, strings.Repeat(prefix, 400))
+		}
+		b.WriteString(`]}`)
+		return b.Bytes()
+	}
+	// 4.0, 2.5 and 1.7 MB: each grows through buffers of 1 and 2 MiB that the one before filled
+	// and gave back (the last ends in one of those).
+	for i, body := range [][]byte{envelope("a", 9000), envelope("b", 5600), envelope("c", 3800)} {
+		if status, _, out := e.post(t, "/push", bytes.NewReader(body)); status != http.StatusAccepted {
+			t.Fatalf("push %d: %d %v", i, status, out)
+		}
+		sub := e.intake.submissions()[i]
+		if !bytes.Equal(sub.Body, body) {
+			t.Fatalf("push %d: the submission's body (%d bytes) is not the body sent (%d bytes)", i, len(sub.Body), len(body))
+		}
+		prefix := string(body[bytes.Index(body, []byte(`"id":"`))+6])
+		for j, rec := range sub.Envelope.Records {
+			if want := fmt.Sprintf(`{"id":"%s-%d",`, prefix, j); !bytes.HasPrefix(rec, []byte(want)) {
+				t.Fatalf("push %d, record %d: %.40s, want it to start %s", i, j, rec, want)
+			}
+		}
+	}
+	if e.srv.BufferedBodyBytes() != 0 {
+		t.Errorf("%d body bytes still reserved after the pushes", e.srv.BufferedBodyBytes())
+	}
+}

@@ -22,6 +22,9 @@ const MaxBodyBytes = 10 << 20
 
 // Intake commits submissions durably; *pipeline.Pipeline implements it.
 type Intake interface {
+	// Accept commits s (see pipeline.Pipeline.Accept). It must keep nothing of s.Body or
+	// s.Envelope.Records once it returns: they are slices of a body buffer that the server
+	// recycles for later requests.
 	Accept(ctx context.Context, s pipeline.Submission) (pipeline.Receipt, error)
 }
 

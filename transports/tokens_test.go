@@ -71,7 +71,13 @@ func (f *recordingIntake) Accept(_ context.Context, s pipeline.Submission) (pipe
 		f.seq++
 		r.Sequence = f.seq
 	}
+	// Like the real intake, keep nothing of the request's body buffer, which the server recycles.
 	s.Body = slices.Clone(s.Body)
+	records := make([][]byte, len(s.Envelope.Records))
+	for i, r := range s.Envelope.Records {
+		records[i] = slices.Clone(r)
+	}
+	s.Envelope.Records = records
 	f.subs = append(f.subs, s)
 	if s.IdempotencyKey != "" {
 		if f.keys == nil {
