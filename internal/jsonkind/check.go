@@ -114,23 +114,24 @@ func (c *checker) ended(start int) {
 	if c.visit == nil || depth == 0 || depth > 2 {
 		return
 	}
-	v := Value{Start: start, End: c.i, Depth: depth, Outer: c.step(0, c.outerKey)}
+	v := Value{Start: start, End: c.i, Depth: depth, Outer: c.step(0)}
 	if depth == 2 {
-		v.Inner = c.step(1, "")
-		if !v.Inner.InArray {
-			v.Inner.Key = decodeKey(c.stack[1].key)
-		}
+		v.Inner = c.step(1)
 	}
 	c.visit(v)
 }
 
-// step is the step from container c.stack[level] into its current value; key is the member
-// name to give it in an object.
-func (c *checker) step(level int, key string) Step {
-	if f := c.stack[level]; f.array {
+// step is the step from container c.stack[level] (0 or 1) into its current value, with the
+// member name decoded (the top level's once per member: outerKey).
+func (c *checker) step(level int) Step {
+	switch f := c.stack[level]; {
+	case f.array:
 		return Step{Index: f.index, InArray: true}
+	case level == 0:
+		return Step{Key: c.outerKey}
+	default:
+		return Step{Key: decodeKey(f.key)}
 	}
-	return Step{Key: key}
 }
 
 // decodeKey is a member name as written between its quotes, with its escapes undone.
