@@ -31,6 +31,16 @@ type gateway struct {
 // listenLine finds the address in the listen line, logged as text or JSON.
 var listenLine = regexp.MustCompile(`(?:addr=|"addr":")(https?://[^\s"]+)`)
 
+// inProcessEnv is the environment of gateways run inside the test process. Its GOMEMLIMIT
+// keeps limits.memory_limit_bytes from limiting the test process itself, which many gateways
+// share (TestMemoryLimitFromConfig checks the setting on the real binary).
+func inProcessEnv(key string) string {
+	if key == "GOMEMLIMIT" {
+		return "off"
+	}
+	return ""
+}
+
 // startGateway runs `serve` through run() on 127.0.0.1:0 with dataDir, config and any extra
 // flags, and waits until it listens. It stops at test cleanup.
 func startGateway(t *testing.T, configPath, dataDir string, flags ...string) *gateway {
@@ -49,7 +59,7 @@ func startGateway(t *testing.T, configPath, dataDir string, flags ...string) *ga
 	done := make(chan error, 1)
 	go func() {
 		args := append([]string{"serve", "--config", configPath, "--addr", "127.0.0.1:0", "--data", dataDir}, flags...)
-		done <- run(ctx, args, func(string) string { return "" }, strings.NewReader(""), io.Discard, w)
+		done <- run(ctx, args, inProcessEnv, strings.NewReader(""), io.Discard, w)
 	}()
 	g := &gateway{DataDir: dataDir, logs: logs}
 	select {

@@ -54,6 +54,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if *database != "" {
 		cfg.Database = *database
 	}
+	memory := tuneGC(cfg.Limits.MemoryLimitBytes, getenv)
 	be, err := openBackend(cfg, log, forServe)
 	if err != nil {
 		return err
@@ -145,7 +146,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- serveHTTP(httpSrv, ln) }()
 	log.Info("gateway listening", "addr", scheme+"://"+ln.Addr().String(), "storage", be.describe,
-		"formats", set.Formats(), "sinks", cfg.SinkNames())
+		"formats", set.Formats(), "sinks", cfg.SinkNames(), "memory", memory.String())
 	defer servePprof(pprofLn, log)() // logged after the listen line, which stays the first
 	// Hot reload: a valid change of the mappings folder is swapped in; handlers read the set
 	// once per call, so records in flight finish on the version they started with.

@@ -17,7 +17,7 @@ func TestServerAndLimitDefaults(t *testing.T) {
 	if cfg.Server != want {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
 	}
-	if l := cfg.Limits; l != (Limits{MaxDepth: 64, MaxInflightBytes: 256 << 20, AuthFailuresPerSecond: 1, AuthFailureBurst: 20}) {
+	if l := cfg.Limits; l != (Limits{MaxDepth: 64, MaxInflightBytes: 256 << 20, MemoryLimitBytes: 120 << 20, AuthFailuresPerSecond: 1, AuthFailureBurst: 20}) {
 		t.Errorf("limits = %+v", l)
 	}
 	if c, k := cfg.TLSFiles(); c != "" || k != "" {
@@ -36,6 +36,7 @@ func TestServerLimitsAndRateLimitsAreRead(t *testing.T) {
 limits:
   max_depth: 20
   max_inflight_bytes: 104857600
+  memory_limit_bytes: -1
   auth_failures_per_second: -1
 clients:
   - id: a
@@ -51,7 +52,7 @@ clients:
 	if c, k := cfg.TLSFiles(); c != filepath.Join(filepath.Dir(p), "certs/gw.crt") || k != "/etc/gw/gw.key" {
 		t.Errorf("TLS files = %q, %q", c, k)
 	}
-	if l := cfg.Limits; l.MaxDepth != 20 || l.MaxInflightBytes != 100<<20 || l.AuthFailuresPerSecond != -1 || l.AuthFailureBurst != 20 {
+	if l := cfg.Limits; l.MaxDepth != 20 || l.MaxInflightBytes != 100<<20 || l.MemoryLimitBytes != -1 || l.AuthFailuresPerSecond != -1 || l.AuthFailureBurst != 20 {
 		t.Errorf("limits = %+v", l)
 	}
 	if rl := cfg.Clients[0].RateLimit; rl != (RateLimit{RequestsPerSecond: 50, Burst: 100, RecordsPerSecond: 20000}) {
@@ -66,6 +67,8 @@ func TestServerAndLimitProblems(t *testing.T) {
 		{"depth too small", "limits:\n  max_depth: 2\n", "limits.max_depth 2 is outside 3..10000"},
 		{"depth too large", "limits:\n  max_depth: 20000\n", "limits.max_depth 20000 is outside 3..10000"},
 		{"inflight below one push", "limits:\n  max_inflight_bytes: 1000\n", "limits.max_inflight_bytes 1000 is below one 10 MiB push"},
+		{"memory limit too small", "limits:\n  memory_limit_bytes: 1048576\n", "limits.memory_limit_bytes 1048576 is below the minimum 33554432 (32 MiB); -1 keeps Go's defaults"},
+		{"negative memory limit", "limits:\n  memory_limit_bytes: -5\n", "limits.memory_limit_bytes -5 is below the minimum"},
 		{"bad auth throttle", "limits:\n  auth_failures_per_second: -2\n", "limits.auth_failures_per_second -2 must be positive, or -1"},
 		{"negative rate", "clients:\n  - id: a\n    rate_limit: {requests_per_second: -5}\n", `:2: client "a": rate_limit values must not be negative`},
 		{"burst without rate", "clients:\n  - id: a\n    rate_limit: {burst: 5}\n", `:2: client "a": rate_limit.burst 5 needs requests_per_second`},
