@@ -64,16 +64,16 @@ func TestTuneGC(t *testing.T) {
 // as its start-up line says and its Go runtime metrics show.
 func TestMemoryLimitFromConfig(t *testing.T) {
 	cfgPath, _ := copyExample(t)
-	editConfig(t, cfgPath, "  memory_limit_bytes: 125829120 ", "  memory_limit_bytes: 100663296 ")
+	editConfig(t, cfgPath, "  memory_limit_bytes: 100663296 ", "  memory_limit_bytes: 67108864 ")
 	g, _ := startProcess(t, cfgPath, t.TempDir())
 	page := g.metrics(t)
-	if got := metricstest.Sample(page, "go_gc_gomemlimit_bytes"); got != 96<<20 {
-		t.Errorf("go_gc_gomemlimit_bytes = %v, want %d", got, 96<<20)
+	if got := metricstest.Sample(page, "go_gc_gomemlimit_bytes"); got != 64<<20 {
+		t.Errorf("go_gc_gomemlimit_bytes = %v, want %d", got, 64<<20)
 	}
 	if got := metricstest.Sample(page, "go_gc_gogc_percent"); got != 400 {
 		t.Errorf("go_gc_gogc_percent = %v, want 400", got)
 	}
-	if !strings.Contains(g.logs.String(), `memory="96 MiB, GOGC 400"`) {
+	if !strings.Contains(g.logs.String(), `memory="64 MiB, GOGC 400"`) {
 		t.Errorf("the start-up line does not tell the memory settings:\n%s", g.logs.String())
 	}
 }

@@ -17,7 +17,7 @@ func TestServerAndLimitDefaults(t *testing.T) {
 	if cfg.Server != want {
 		t.Errorf("server = %+v, want %+v", cfg.Server, want)
 	}
-	if l := cfg.Limits; l != (Limits{MaxDepth: 64, MaxInflightBytes: 256 << 20, MemoryLimitBytes: 120 << 20, AuthFailuresPerSecond: 1, AuthFailureBurst: 20}) {
+	if l := cfg.Limits; l != (Limits{MaxDepth: 64, MaxInflightBytes: 256 << 20, MemoryLimitBytes: 96 << 20, AuthFailuresPerSecond: 1, AuthFailureBurst: 20}) {
 		t.Errorf("limits = %+v", l)
 	}
 	if c, k := cfg.TLSFiles(); c != "" || k != "" {
