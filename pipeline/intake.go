@@ -125,12 +125,11 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 			receipt.Sequence = seq
 		}
 		msgs := make([]*message.Message, len(fragments))
-		kept := make([]store.Fragment, len(fragments))
 		for i, f := range fragments {
-			msgs[i], kept[i] = f.msg, store.Fragment{Offset: f.offset, Records: f.records}
-		}
-		if err := tx.KeepRecords(requestID, now, kept...); err != nil {
-			return err
+			if err := tx.KeepRecords(requestID, f.offset, f.records, now); err != nil {
+				return err
+			}
+			msgs[i] = f.msg
 		}
 		if err := tx.Publish(TopicFragments, msgs...); err != nil {
 			return fmt.Errorf("enqueue request %s: %w", requestID, err)

@@ -6,28 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/opengw/gateway/internal/store"
 )
 
-// KeepRecords stores the raw records of fragments for processing and replay, all in one
-// statement (store.Tx.KeepRecords).
-func (t *txn) KeepRecords(requestID string, receivedAt time.Time, fragments ...store.Fragment) error {
-	if len(fragments) == 0 {
-		return nil
-	}
-	offsets := make([]int32, len(fragments))
-	records := make([][]byte, len(fragments))
-	for i, f := range fragments {
-		offsets[i], records[i] = int32(f.Offset), f.Records
-	}
-	// One statement for all of them (arrays, so it is prepared once per connection); a fragment
-	// given twice would make the upsert touch its row twice, which PostgreSQL refuses.
+// KeepRecords stores the raw records of a fragment for processing and replay.
+func (t *txn) KeepRecords(requestID string, offset int, records []byte, receivedAt time.Time) error {
 	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO intake_records (request_id, "offset", received_at, records)
-		SELECT DISTINCT ON (o) $1, o, $2, r FROM unnest($3::integer[], $4::bytea[]) WITH ORDINALITY AS f(o, r, n) ORDER BY o, n DESC
-		ON CONFLICT (request_id, "offset") DO UPDATE SET records = excluded.records`,
-		text(requestID), receivedAt, offsets, records); err != nil {
-		return fmt.Errorf("pgstore: keep %d fragments of request %s: %w", len(fragments), requestID, err)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (request_id, "offset") DO UPDATE SET records = excluded.records`,
+		text(requestID), offset, receivedAt, records); err != nil {
+		return fmt.Errorf("pgstore: keep records %d.. of request %s: %w", offset, requestID, err)
 	}
 	return nil
 }

@@ -120,12 +120,10 @@ func (t *tx) NextSequence(name string) (int64, error) {
 	return v, nil
 }
 
-func (t *tx) KeepRecords(requestID string, receivedAt time.Time, fragments ...store.Fragment) error {
-	for _, f := range fragments {
-		if _, err := t.tx.Exec(`INSERT OR REPLACE INTO intake_records (request_id, offset, received_at, records) VALUES (?, ?, ?, ?)`,
-			requestID, f.Offset, receivedAt.UnixMilli(), f.Records); err != nil {
-			return fmt.Errorf("keep records %d.. of request %s: %w", f.Offset, requestID, err)
-		}
+func (t *tx) KeepRecords(requestID string, offset int, records []byte, receivedAt time.Time) error {
+	if _, err := t.tx.Exec(`INSERT OR REPLACE INTO intake_records (request_id, offset, received_at, records) VALUES (?, ?, ?, ?)`,
+		requestID, offset, receivedAt.UnixMilli(), records); err != nil {
+		return fmt.Errorf("keep records %d.. of request %s: %w", offset, requestID, err)
 	}
 	return nil
 }

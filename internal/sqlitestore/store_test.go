@@ -62,7 +62,7 @@ func TestKeptRecordsMoveOutOfWithoutRowid(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	if err := s.Update(ctx, func(tx store.Tx) error {
-		return tx.KeepRecords("r1", time.UnixMilli(6), store.Fragment{Records: []byte(`[{"id":"b"}]`)})
+		return tx.KeepRecords("r1", 0, []byte(`[{"id":"b"}]`), time.UnixMilli(6))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -79,12 +79,10 @@ type Tx interface {
 	// delivery attempt AttemptOf(msg)+1. The handler then returns nil. It survives restarts.
 	Retry(msg *message.Message, notBefore time.Time) error
 
-	// KeepRecords stores the raw records of fragments of request requestID, for processing and
-	// for replay, until Purge removes them. Keeping the same fragment (request and offset)
-	// again replaces it. One call takes all of a request's fragments, so that a backend can
-	// send them in one statement: on PostgreSQL, each statement is a round trip, which on a
-	// busy machine waits for the database's process to be scheduled.
-	KeepRecords(requestID string, receivedAt time.Time, fragments ...Fragment) error
+	// KeepRecords stores the raw records (a JSON array) of the fragment of request requestID
+	// starting at record offset, for processing and for replay, until Purge removes them.
+	// Keeping the same fragment again replaces it.
+	KeepRecords(requestID string, offset int, records []byte, receivedAt time.Time) error
 
 	// Idempotency returns the receipt remembered for (client, endpoint, key) since since.
 	Idempotency(clientID, endpoint, key string, since time.Time) (Idempotent, bool, error)
@@ -111,12 +109,6 @@ type Queue interface {
 // AttemptKey is the metadata key every delivered message carries: its 1-based delivery
 // attempt ("1" the first time, "2" after one Retry or redelivery, ...).
 const AttemptKey = "_gateway_attempt"
-
-// Fragment is the raw records (a JSON array) of a request from record Offset on.
-type Fragment struct {
-	Offset  int
-	Records []byte
-}
 
 // Idempotent is an Idempotency-Key remembered with the receipt it produced.
 type Idempotent struct {
