@@ -168,6 +168,13 @@ func testKeptRecordsAndPurge(t *testing.T, b Backend) {
 	if offs, err := h.s.RecordOffsets(h.ctx, "req-old"); err != nil || !reflect.DeepEqual(offs, []int{0, 2}) {
 		t.Fatalf("RecordOffsets = %v %v", offs, err)
 	}
+	// Keeping a fragment again replaces it.
+	h.must(h.s.Update(h.ctx, func(tx store.Tx) error { return tx.KeepRecords("req-new", 2, []byte(`[{"b":2}]`), recent) }))
+	for offset, want := range map[int]string{0: `[{"a":1},{"a":2}]`, 2: `[{"b":2}]`} {
+		if records, found, err := h.s.Records(h.ctx, "req-new", offset); err != nil || !found || string(records) != want {
+			t.Fatalf("Records %d.. after keeping again = %q %v %v, want %s", offset, records, found, err, want)
+		}
+	}
 	// Purge in batches of one until nothing is left: records first, then tracking.
 	cut := old.Add(time.Hour)
 	total := 0
