@@ -35,7 +35,7 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 3, "repetitions of each scenario (medians are reported)")
-	only := flag.String("only", "", "run one scenario: big1, big4, small, steady, e2e, soak")
+	only := flag.String("only", "", "run one scenario: big1, big4, small, steady, e2e, peak, soak")
 	config := flag.String("config", "", "gateway configuration (default examples/gateway.yaml, with -postgres examples/gateway-cluster.yaml)")
 	var o clusterOptions
 	flag.StringVar(&o.postgres, "postgres", "", "admin URL of a PostgreSQL server: run the gateway on a fresh database there (empty: embedded SQLite)")
@@ -108,6 +108,7 @@ func benchAll(runs int, only string, contenders []contender) error {
 		{"small", func(g *gatewayProc) (map[string]float64, error) { return smallPushes(g, 32, 30000) }},
 		{"steady", func(g *gatewayProc) (map[string]float64, error) { return steadyPushes(g, 32, 3200, 15*time.Second) }},
 		{"e2e", func(g *gatewayProc) (map[string]float64, error) { return endToEnd(g, 1, 20) }},
+		{"peak", peakMemory},
 	}
 	for _, c := range contenders {
 		fmt.Fprintf(os.Stderr, "gateway-bench: %s%s\n", label(c.name), c.o.describe())
@@ -354,6 +355,41 @@ func endToEnd(g *gatewayProc, c, n int) (map[string]float64, error) {
 	}, nil
 }
 
+// peakMemory is the memory target of issue 13: a backlog of a million records (100 pushes of
+// 10,000 at concurrency 4), then four pushes of 10,000 records averaging 1 kB (just under the 10 MiB
+// limit) at once. runOnce adds the peak RSS; the big pushes' slowest 202, the records not yet
+// in the sink when they were acknowledged, and how long the whole backlog took to reach the
+// sink are reported.
+func peakMemory(g *gatewayProc) (map[string]float64, error) {
+	const backlogPushes, bigPushes = 100, 4
+	bodies := make([][]byte, backlogPushes+bigPushes)
+	for i := range backlogPushes {
+		bodies[i] = envelope(fmt.Sprintf("m%d-", i), 10000)
+	}
+	for i := range bigPushes {
+		bodies[backlogPushes+i] = paddedEnvelope(fmt.Sprintf("M%d-", i), 10000, 1560)
+	}
+	start := time.Now()
+	if _, _, err := pushPaced(g, 4, backlogPushes, nil, func(i int) []byte { return bodies[i] }, nil); err != nil {
+		return nil, err
+	}
+	lat, _, err := pushPaced(g, bigPushes, bigPushes, nil, func(i int) []byte { return bodies[backlogPushes+i] }, nil)
+	if err != nil {
+		return nil, err
+	}
+	records := (backlogPushes + bigPushes) * 10000
+	backlog := records - g.sinkCount()
+	if err := g.waitSink(records, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	return map[string]float64{
+		"big_body_mb":    float64(len(bodies[backlogPushes])) / 1e6,
+		"big_max_ms":     slices.Max(lat),
+		"backlog_at_big": float64(backlog),
+		"drained_s":      time.Since(start).Seconds(),
+	}, nil
+}
+
 // pushPaced sends n pushes from c clients; request i waits until due(i) when due is set, and
 // onID, when set, receives each request id. It returns each request's latency in ms and the
 // elapsed time.
@@ -401,23 +437,28 @@ func pushPaced(g *gatewayProc, c, n int, due func(int) time.Time, body func(int)
 
 // envelope builds an activity push of n records (calls and quotes, ~250 bytes each) with random
 // UUID ids; prefix names the push (its request_id).
-func envelope(prefix string, n int) []byte {
+func envelope(prefix string, n int) []byte { return paddedEnvelope(prefix, n, 0) }
+
+// paddedEnvelope is envelope with pad more bytes in each call's note.
+func paddedEnvelope(prefix string, n, pad int) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"format":"activity","request_id":"` + prefix + `batch","payload":[`)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		writeRecord(&b, i%2 == 0, randomUUID())
+		writeRecord(&b, i%2 == 0, randomUUID(), pad)
 	}
 	b.WriteString(`]}`)
 	return b.Bytes()
 }
 
-// writeRecord writes one record of the Push API: a call or a quote with the given id.
-func writeRecord(b *bytes.Buffer, call bool, id string) {
+// writeRecord writes one record of the Push API: a call (its note padded by pad bytes) or a
+// quote with the given id.
+func writeRecord(b *bytes.Buffer, call bool, id string, pad int) {
 	if call {
-		fmt.Fprintf(b, `{"id":"%s","type":"call","timestamp":"2020-05-18T21:15:00-5:00","duration":"PT25M30S","user_email":"Jonny.Test@mivation.com","contact":"+18774289403","direction":"outbound","note":"%08x"}`, id, rand.Uint32())
+		fmt.Fprintf(b, `{"id":"%s","type":"call","timestamp":"2020-05-18T21:15:00-5:00","duration":"PT25M30S","user_email":"Jonny.Test@mivation.com","contact":"+18774289403","direction":"outbound","note":"%08x%s"}`,
+			id, rand.Uint32(), strings.Repeat("x", pad))
 	} else {
 		fmt.Fprintf(b, `{"id":"%s","type":"quote","timestamp":"2020-05-18T21:20:00-5:00","user_email":"jonny.test@mivation.com","contact":"Jane S","product_line":"fire","product":"Renter","amount":123.45,"href":"https://my.quotes.net/%08x"}`, id, rand.Uint32())
 	}

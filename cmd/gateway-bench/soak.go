@@ -159,7 +159,7 @@ func soakEnvelope(first int64, n int, ids []string) []byte {
 			b.WriteByte(',')
 		}
 		id := (first + int64(i)) % int64(len(ids))
-		writeRecord(&b, id%2 == 0, ids[id])
+		writeRecord(&b, id%2 == 0, ids[id], 0)
 	}
 	b.WriteString(`]}`)
 	return b.Bytes()
