@@ -368,7 +368,7 @@ func (c *Config) validate() []problem {
 		add(1, "limits.max_inflight_bytes %d is below one 10 MiB push (%d)", n, 10<<20)
 	}
 	if n := c.Limits.MemoryLimitBytes; n < -1 || (n > 0 && n < MinMemoryLimitBytes) {
-		add(1, "limits.memory_limit_bytes %d is below the minimum %d (32 MiB); -1 keeps Go's defaults", n, MinMemoryLimitBytes)
+		addAt([]string{"limits", "memory_limit_bytes"}, "limits.memory_limit_bytes %d is below the minimum %d (32 MiB); -1 keeps Go's defaults", n, MinMemoryLimitBytes)
 	}
 	if r := c.Limits.AuthFailuresPerSecond; r < 0 && r != -1 {
 		add(1, "limits.auth_failures_per_second %v must be positive, or -1 for no throttle", r)
