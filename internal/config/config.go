@@ -349,32 +349,32 @@ func (c *Config) validate() []problem {
 		{"write_timeout", c.Server.WriteTimeout}, {"idle_timeout", c.Server.IdleTimeout},
 	} {
 		if t.d < 0 {
-			add(1, "server.%s %s must not be negative", t.name, t.d)
+			addAt([]string{"server", t.name}, "server.%s %s must not be negative", t.name, t.d)
 		}
 	}
 	if c.Server.MaxHeaderBytes < 0 {
-		add(1, "server.max_header_bytes %d must not be negative", c.Server.MaxHeaderBytes)
+		addAt([]string{"server", "max_header_bytes"}, "server.max_header_bytes %d must not be negative", c.Server.MaxHeaderBytes)
 	}
 	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
-		add(1, "server.tls: give both cert_file and key_file, or neither (cert_file %q, key_file %q)", c.Server.TLS.CertFile, c.Server.TLS.KeyFile)
+		addAt([]string{"server", "tls"}, "server.tls: give both cert_file and key_file, or neither (cert_file %q, key_file %q)", c.Server.TLS.CertFile, c.Server.TLS.KeyFile)
 	}
 	// The envelope itself nests three deep; encoding/json, which some sinks use, stops at 10,000.
 	if d := c.Limits.MaxDepth; d != 0 && (d < 3 || d > 10000) {
-		add(1, "limits.max_depth %d is outside 3..10000", d)
+		addAt([]string{"limits", "max_depth"}, "limits.max_depth %d is outside 3..10000", d)
 	}
 	if c.Limits.MaxInflightBytes < 0 {
-		add(1, "limits.max_inflight_bytes %d must not be negative", c.Limits.MaxInflightBytes)
+		addAt([]string{"limits", "max_inflight_bytes"}, "limits.max_inflight_bytes %d must not be negative", c.Limits.MaxInflightBytes)
 	} else if n := c.Limits.MaxInflightBytes; n != 0 && n < 10<<20 {
-		add(1, "limits.max_inflight_bytes %d is below one 10 MiB push (%d)", n, 10<<20)
+		addAt([]string{"limits", "max_inflight_bytes"}, "limits.max_inflight_bytes %d is below one 10 MiB push (%d)", n, 10<<20)
 	}
 	if n := c.Limits.MemoryLimitBytes; n < -1 || (n > 0 && n < MinMemoryLimitBytes) {
 		addAt([]string{"limits", "memory_limit_bytes"}, "limits.memory_limit_bytes %d is below the minimum %d (32 MiB); -1 keeps Go's defaults", n, MinMemoryLimitBytes)
 	}
 	if r := c.Limits.AuthFailuresPerSecond; r < 0 && r != -1 {
-		add(1, "limits.auth_failures_per_second %v must be positive, or -1 for no throttle", r)
+		addAt([]string{"limits", "auth_failures_per_second"}, "limits.auth_failures_per_second %v must be positive, or -1 for no throttle", r)
 	}
 	if c.Limits.AuthFailureBurst < 0 {
-		add(1, "limits.auth_failure_burst %d must not be negative", c.Limits.AuthFailureBurst)
+		addAt([]string{"limits", "auth_failure_burst"}, "limits.auth_failure_burst %d must not be negative", c.Limits.AuthFailureBurst)
 	}
 	if c.Webhooks.Timeout < 0 || c.Webhooks.KeyOverlap < 0 {
 		add(1, "webhooks.timeout and webhooks.key_overlap must not be negative")

@@ -62,11 +62,11 @@ clients:
 
 func TestServerAndLimitProblems(t *testing.T) {
 	cases := []struct{ name, body, want string }{
-		{"negative timeout", "server:\n  idle_timeout: -1s\n", "server.idle_timeout -1s must not be negative"},
+		{"negative timeout", "server:\n  idle_timeout: -1s\n", "gateway.yaml:2: server.idle_timeout -1s must not be negative"},
 		{"cert without key", "server:\n  tls: {cert_file: a.crt}\n", `server.tls: give both cert_file and key_file, or neither (cert_file "a.crt", key_file "")`},
-		{"depth too small", "limits:\n  max_depth: 2\n", "limits.max_depth 2 is outside 3..10000"},
+		{"depth too small", "limits:\n  max_depth: 2\n", "gateway.yaml:2: limits.max_depth 2 is outside 3..10000"},
 		{"depth too large", "limits:\n  max_depth: 20000\n", "limits.max_depth 20000 is outside 3..10000"},
-		{"inflight below one push", "limits:\n  max_inflight_bytes: 1000\n", "limits.max_inflight_bytes 1000 is below one 10 MiB push"},
+		{"inflight below one push", "limits:\n  max_inflight_bytes: 1000\n", "gateway.yaml:2: limits.max_inflight_bytes 1000 is below one 10 MiB push"},
 		{"memory limit too small", "limits:\n  memory_limit_bytes: 1048576\n", "gateway.yaml:2: limits.memory_limit_bytes 1048576 is below the minimum 33554432 (32 MiB); -1 keeps Go's defaults"},
 		{"negative memory limit", "limits:\n  memory_limit_bytes: -5\n", "limits.memory_limit_bytes -5 is below the minimum"},
 		{"bad auth throttle", "limits:\n  auth_failures_per_second: -2\n", "limits.auth_failures_per_second -2 must be positive, or -1"},
