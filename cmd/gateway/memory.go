@@ -39,7 +39,7 @@ func tuneGC(limit int64, getenv func(string) string) gcSettings {
 	return s
 }
 
-// String describes the settings for the start-up log: "128 MiB, GOGC 400".
+// String describes the settings for the start-up log: "96 MiB, GOGC 400".
 func (s gcSettings) String() string {
 	limit := "none"
 	if s.MemoryLimit < math.MaxInt64 {
