@@ -356,10 +356,10 @@ func endToEnd(g *gatewayProc, c, n int) (map[string]float64, error) {
 }
 
 // peakMemory is the memory target of issue 13: a backlog of a million records (100 pushes of
-// 10,000 at concurrency 4), then four pushes of 10,000 records averaging 1 kB (just under
-// the 10 MiB limit) at once. runOnce adds the peak RSS; the big pushes' slowest 202, the records not yet
-// in the sink when they were acknowledged, and how long the whole backlog took to reach the
-// sink are reported.
+// 10,000 at concurrency 4), then four pushes of 10,000 records averaging 1 kB (just under the
+// 10 MiB limit) at once. It reports the big pushes' slowest 202, the records not yet in the
+// sink when they were acknowledged, and how long the whole backlog took to reach the sink;
+// runOnce adds the peak RSS.
 func peakMemory(g *gatewayProc) (map[string]float64, error) {
 	// callPad makes a 10,000-record push 10.2 MB: its 5,000 calls ~1.8 kB, its quotes ~250 bytes.
 	const backlogPushes, bigPushes, callPad = 100, 4, 1560
