@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/tidwall/gjson"
 
@@ -138,24 +139,24 @@ func recordBytes(body []byte, rec gjson.Result) []byte {
 	return []byte(rec.Raw)
 }
 
-// joinRecords encodes records as one JSON array without re-encoding them.
-func joinRecords(records [][]byte) []byte {
+// appendRecords appends records to dst as one JSON array, without re-encoding them.
+func appendRecords(dst []byte, records [][]byte) []byte {
 	size := 2
 	for _, r := range records {
 		size += len(r) + 1
 	}
-	out := make([]byte, 0, size)
-	out = append(out, '[')
+	dst = slices.Grow(dst, size)
+	dst = append(dst, '[')
 	for i, r := range records {
 		if i > 0 {
-			out = append(out, ',')
+			dst = append(dst, ',')
 		}
-		out = append(out, r...)
+		dst = append(dst, r...)
 	}
-	return append(out, ']')
+	return append(dst, ']')
 }
 
-// splitRecords is the inverse of joinRecords for a trusted array (one the gateway wrote).
+// splitRecords is the inverse of appendRecords for a trusted array (one the gateway wrote).
 func splitRecords(array []byte) [][]byte {
 	var out [][]byte
 	gjson.ParseBytes(array).ForEach(func(_, rec gjson.Result) bool {

@@ -100,6 +100,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	}
 	fragments := p.fragments(requestID, s.ClientID, s.Envelope, news != nil)
 	var receipt Receipt
+	var kept []byte // one fragment's records as a JSON array: the store copies them
 	events := p.eventsOf(s.ClientID)
 	start := time.Now()
 	// Urgent: a partner is waiting for this commit; pipeline writes can wait a little.
@@ -126,7 +127,8 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 		}
 		msgs := make([]*message.Message, len(fragments))
 		for i, f := range fragments {
-			if err := tx.KeepRecords(requestID, f.offset, f.records, now); err != nil {
+			kept = appendRecords(kept[:0], f.records)
+			if err := tx.KeepRecords(requestID, f.offset, kept, now); err != nil {
 				return err
 			}
 			msgs[i] = f.msg
@@ -165,7 +167,7 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 // fragment is a slice of a request's records: the unit of processing.
 type fragment struct {
 	offset  int
-	records []byte // a JSON array of the raw records, kept by the store (KeepRecords)
+	records [][]byte // the raw records, sliced from the request body
 	msg     *message.Message
 }
 
@@ -184,7 +186,7 @@ func (p *Pipeline) fragments(requestID, clientID string, env Envelope, tracked b
 		if tracked {
 			msg.Metadata.Set(mdTracked, "1")
 		}
-		out = append(out, fragment{offset: off, records: joinRecords(env.Records[off:end]), msg: msg})
+		out = append(out, fragment{offset: off, records: env.Records[off:end], msg: msg})
 	}
 	return out
 }

@@ -67,7 +67,7 @@ func TestParseEnvelope(t *testing.T) {
 	if string(env.Records[0]) != `{"a": [1,2]}` || string(env.Records[1]) != `{"b":"}"}` {
 		t.Fatalf("records = %q", env.Records)
 	}
-	if got := string(joinRecords(env.Records)); got != `[{"a": [1,2]},{"b":"}"}]` {
+	if got := string(appendRecords(nil, env.Records)); got != `[{"a": [1,2]},{"b":"}"}]` {
 		t.Fatalf("joined = %s", got)
 	}
 }
@@ -420,7 +420,7 @@ func testIdempotencyKeys(t *testing.T, b backend) {
 	ctx := context.Background()
 	sub := func(client, endpoint string, n int) Submission {
 		env := calls(n)
-		return Submission{ClientID: client, Endpoint: endpoint, Envelope: env, IdempotencyKey: "K", Body: joinRecords(env.Records)}
+		return Submission{ClientID: client, Endpoint: endpoint, Envelope: env, IdempotencyKey: "K", Body: appendRecords(nil, env.Records)}
 	}
 
 	// Hold the store's writer so the first submission stays uncommitted.
