@@ -42,14 +42,16 @@ const freedHeapKept = 16 << 20
 // finds the others busy). SQLite runs on whichever OS thread the Go scheduler hands a cgo call,
 // so over time most of the process's threads get an arena of their own, each holding its freed
 // memory (up to freedHeapKept) and its fragments apart from the others': gateway-bench -only peak
-// found nine arenas holding 62 MB of a 184 MB peak RSS. Two arenas took that peak to 143 MB
-// (-22 %, 3 alternating runs) and e2e's to -14 %. MALLOC_ARENA_MAX in the environment wins.
-// The C constructor limit_arenas sets it, since it must run before any thread starts.
+// found nine arenas holding 62 MB of a 184 MB peak RSS, and two at the peak with the cap. With
+// the cap (and intake's one buffer for kept records), 3 alternating runs: peak RSS ×0.78 in
+// peak, ×0.83 in e2e, ×0.91 in big1, at the same speed (e2e records/s ×0.98, CPU ×0.98).
+// MALLOC_ARENA_MAX in the environment wins. The C constructor limit_arenas sets the cap: glibc
+// applies it only to arenas created later, so it must run before any thread starts.
 const cHeapArenas = C.C_HEAP_ARENAS
 
 // freedHeapPolicy and arenaPolicy are what setting freedHeapKept and cHeapArenas returned: 1
 // set, 0 refused (or, for arenas, left to MALLOC_ARENA_MAX), -1 not glibc (whose own policy
-// then stands).
+// then stands); arenaPolicy -2 means the constructor never ran.
 var (
 	freedHeapPolicy = int(C.keep_freed_heap(C.int(freedHeapKept)))
 	arenaPolicy     = int(C.limited_arenas())
