@@ -100,7 +100,9 @@ func (p *Pipeline) Accept(ctx context.Context, s Submission) (Receipt, error) {
 	}
 	fragments := p.fragments(requestID, s.ClientID, s.Envelope, news != nil)
 	var receipt Receipt
-	var kept []byte // one fragment's records as a JSON array: the store copies them
+	// One buffer for every fragment's array of records (KeepRecords copies it): a 10 MiB push
+	// holds one fragment's copy of its records at a time, not a second copy of its body.
+	var kept []byte
 	events := p.eventsOf(s.ClientID)
 	start := time.Now()
 	// Urgent: a partner is waiting for this commit; pipeline writes can wait a little.

@@ -82,8 +82,7 @@ type Tx interface {
 	// KeepRecords stores the raw records (a JSON array) of the fragment of request requestID
 	// starting at record offset, for processing and for replay, until Purge removes them.
 	// Keeping the same fragment again replaces it. It keeps nothing of records once it returns:
-	// intake builds every fragment's array in one buffer, so a 10 MiB push holds one fragment's
-	// copy of its records at a time, not a second copy of its body.
+	// the caller may reuse the buffer at once.
 	KeepRecords(requestID string, offset int, records []byte, receivedAt time.Time) error
 
 	// Idempotency returns the receipt remembered for (client, endpoint, key) since since.
