@@ -167,15 +167,29 @@ func New(cfg Config) (*Pipeline, error) {
 
 // QueueTopics names the topics the pipeline consumes, with the batch and in-flight limits that
 // suit their message sizes, for configuring the queue.
+//
+// Many messages in flight keep the writer's groups full when they are small: with 1-record
+// pushes, the handlers of 64 fragments and 32 deliveries gave it groups of 5–9 jobs once
+// intake stopped, each paying a commit; 512 and 256 give it 20–35 (gateway-bench small:
+// records processed ×1.66 together with sqlitedb's urgent writes first, BENCHMARKS.md). Big
+// messages are bounded by other means: a fragment's records are read in its handler, under
+// the records semaphore (the queue message carries only their coordinates), and deliveries
+// by their payload bytes: inFlightPayloadBytes holds about as many 1,000-record deliveries as
+// the 32 in flight did before.
 func QueueTopics(sinkNames []string) map[string]store.TopicConfig {
 	topics := map[string]store.TopicConfig{
-		TopicFragments: {BatchSize: 64, MaxInFlight: 64, Large: true},
+		TopicFragments: {BatchSize: 64, MaxInFlight: 512, MaxInFlightBytes: inFlightPayloadBytes, Large: true},
 	}
 	for _, n := range sinkNames {
-		topics[topicDeliverPrefix+n] = store.TopicConfig{BatchSize: 32, MaxInFlight: 32}
+		topics[topicDeliverPrefix+n] = store.TopicConfig{BatchSize: 64, MaxInFlight: 256, MaxInFlightBytes: inFlightPayloadBytes}
 	}
 	return topics
 }
+
+// inFlightPayloadBytes bounds the queue payloads each pipeline topic holds in memory: about 36
+// deliveries of 1,000 mapped records (145 KB each with the example mapping). Fragments queued
+// by versions that put their records in the message, not in the store, are bounded by it too.
+const inFlightPayloadBytes = 5 << 20
 
 // DoublingBackoff waits first after the first failed attempt, doubling per attempt up to max.
 func DoublingBackoff(first, max time.Duration) func(attempt int) time.Duration {

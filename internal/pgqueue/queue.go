@@ -120,6 +120,7 @@ type TopicConfig struct {
 // per topic and process, batches of at most 16. A Large topic's messages (fragments) are taken
 // one per transaction, so a batch never holds the row locks of a big request's writes while
 // its other fragments wait, by up to six consumers, so small requests still commit in parallel.
+// MaxInFlightBytes needs no counterpart: a topic's consumers hold at most 32 messages.
 func TopicsFrom(topics map[string]store.TopicConfig) map[string]TopicConfig {
 	out := make(map[string]TopicConfig, len(topics))
 	for name, t := range topics {

@@ -174,3 +174,50 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestUrgentWriteOvertakesBackgroundWork: an urgent write waits for the background job that is
+// running, not for the background jobs queued behind it, which run after it.
+func TestUrgentWriteOvertakesBackgroundWork(t *testing.T) {
+	db := openWithTable(t)
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	write := func(ctx context.Context, name string, fn func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := db.Write(ctx, func(tx *sql.Tx) error {
+				fn()
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	write(context.Background(), "running", func() { close(started); <-release })
+	<-started
+	for i := range 3 {
+		write(context.Background(), fmt.Sprint("queued", i), func() {})
+	}
+	waitFor("three queued background jobs", func() bool { return len(db.jobs) == 3 })
+	write(Urgent(context.Background()), "urgent", func() {})
+	waitFor("the urgent job", func() bool { return len(db.urgent) == 1 })
+	close(release)
+	wg.Wait()
+	if len(order) != 5 || order[0] != "running" || order[1] != "urgent" {
+		t.Fatalf("jobs ran in the order %v; want running, urgent, then the three queued", order)
+	}
+}

@@ -90,6 +90,10 @@ type TopicConfig struct {
 	// MaxInFlight is the most messages one subscription holds claimed and not yet acked or
 	// nacked. Default 128.
 	MaxInFlight int
+	// MaxInFlightBytes, when positive, also bounds the payload bytes one subscription holds
+	// claimed and not yet settled: it claims no more while they reach it, so it may exceed it
+	// by one claim's batch. Zero: no bound but MaxInFlight.
+	MaxInFlightBytes int64
 }
 
 // Queue is a Watermill message.Publisher and message.Subscriber backed by SQLite.
@@ -159,8 +163,9 @@ func New(cfg Config) (*Queue, error) {
 	}
 	topics := make(map[string]TopicConfig, len(cfg.Topics))
 	for name, tc := range cfg.Topics {
-		if tc.BatchSize < 0 || tc.MaxInFlight < 0 {
-			return nil, fmt.Errorf("sqlitequeue: topic %q: negative BatchSize (%d) or MaxInFlight (%d)", name, tc.BatchSize, tc.MaxInFlight)
+		if tc.BatchSize < 0 || tc.MaxInFlight < 0 || tc.MaxInFlightBytes < 0 {
+			return nil, fmt.Errorf("sqlitequeue: topic %q: negative BatchSize (%d), MaxInFlight (%d) or MaxInFlightBytes (%d)",
+				name, tc.BatchSize, tc.MaxInFlight, tc.MaxInFlightBytes)
 		}
 		topics[name] = tc
 	}
@@ -331,6 +336,7 @@ func (q *Queue) Subscribe(ctx context.Context, topic string) (<-chan *message.Me
 		topic:       topic,
 		batchSize:   tc.BatchSize,
 		maxInFlight: tc.MaxInFlight,
+		maxBytes:    tc.MaxInFlightBytes,
 		ctx:         ctx,
 		out:         make(chan *message.Message),
 		wake:        make(chan struct{}, 1),
@@ -427,6 +433,7 @@ type delivery struct {
 	id       int64
 	attempts int64
 	msg      *message.Message
+	size     int64 // payload bytes, counted against the subscription's MaxInFlightBytes
 	cancel   context.CancelFunc
 	// ackedInTx: AckTx deleted the row, so the ack needs no write of its own. Guarded by q.mu.
 	ackedInTx bool
@@ -439,13 +446,15 @@ type subscription struct {
 	topic       string
 	batchSize   int
 	maxInFlight int
+	maxBytes    int64 // MaxInFlightBytes; 0: no bound
 	ctx         context.Context
 	out         chan *message.Message
 	wake        chan struct{} // Notify: new messages may be ready
 	freed       chan struct{} // a message was settled: a slot is free
 
-	mu       sync.Mutex
-	inFlight int // claimed and not yet settled or released
+	mu            sync.Mutex
+	inFlight      int   // claimed and not yet settled or released
+	inFlightBytes int64 // their payloads' bytes
 }
 
 func (s *subscription) stopped() bool {
@@ -491,8 +500,9 @@ func (s *subscription) run() {
 	for !s.stopped() {
 		s.mu.Lock()
 		free := s.maxInFlight - s.inFlight
+		full := s.maxBytes > 0 && s.inFlightBytes >= s.maxBytes
 		s.mu.Unlock()
-		if free <= 0 {
+		if free <= 0 || full {
 			if !wait(s.freed, q.pollInterval) {
 				return
 			}
@@ -543,8 +553,16 @@ func (s *subscription) claim(limit int) (ds []*delivery, claimed int, err error)
 	if len(missing) > 0 {
 		s.q.logger.Info("Skipping claimed messages settled elsewhere", watermill.LogFields{"topic": s.topic, "count": len(missing)})
 		s.q.drop(missing...)
-		s.settled(len(missing))
+		s.settled(missing...)
 	}
+	var bytes int64
+	for _, d := range found {
+		d.size = int64(len(d.msg.Payload))
+		bytes += d.size
+	}
+	s.mu.Lock()
+	s.inFlightBytes += bytes
+	s.mu.Unlock()
 	return found, len(ds), nil
 }
 
@@ -688,9 +706,13 @@ func (s *subscription) settle(d *delivery) {
 	}
 }
 
-func (s *subscription) settled(n int) {
+// settled frees the in-flight slots (and payload bytes) of ds.
+func (s *subscription) settled(ds ...*delivery) {
 	s.mu.Lock()
-	s.inFlight -= n
+	s.inFlight -= len(ds)
+	for _, d := range ds {
+		s.inFlightBytes -= d.size
+	}
 	s.mu.Unlock()
 	select {
 	case s.freed <- struct{}{}:
@@ -699,7 +721,7 @@ func (s *subscription) settled(n int) {
 }
 
 func (s *subscription) ack(d *delivery) {
-	defer s.settled(1)
+	defer s.settled(d)
 	defer s.q.drop(d)
 	s.q.mu.Lock()
 	done := d.ackedInTx
@@ -721,7 +743,7 @@ func (s *subscription) ack(d *delivery) {
 }
 
 func (s *subscription) nack(d *delivery) {
-	defer s.settled(1)
+	defer s.settled(d)
 	defer s.q.drop(d)
 	availableAt := time.Now().Add(s.q.backoff(int(d.attempts))).UnixMilli()
 	err := s.q.db.Write(context.Background(), func(tx *sql.Tx) error {
@@ -740,7 +762,7 @@ func (s *subscription) nack(d *delivery) {
 // release makes ds available again at once. Rows never delivered also get their claim's
 // attempt taken back, so AttemptKey counts only real deliveries.
 func (s *subscription) release(ds []*delivery, delivered bool) {
-	defer s.settled(len(ds))
+	defer s.settled(ds...)
 	defer s.q.drop(ds...)
 	undo := 1
 	if delivered {

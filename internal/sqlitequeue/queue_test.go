@@ -665,6 +665,39 @@ func TestReleaseLeasesOnStart(t *testing.T) {
 	waitRows(t, db, 0)
 }
 
+// TestMaxInFlightBytes: a subscription stops claiming once the payloads it holds reach
+// MaxInFlightBytes, and claims again as settling frees them, releases included.
+func TestMaxInFlightBytes(t *testing.T) {
+	db := openDB(t)
+	q := newQueue(t, Config{DB: db, Topics: map[string]TopicConfig{"big": {BatchSize: 1, MaxInFlight: 100, MaxInFlightBytes: 1000}}})
+	for i := range 8 {
+		publish(t, q, "big", newMsg(fmt.Sprintf("%d%s", i, strings.Repeat("x", 399))))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := subscribe(t, q, ctx, "big")
+	// 400 and 800 bytes are under the bound, so a third claim takes it to 1,200: no fourth.
+	var held []*message.Message
+	for range 3 {
+		held = append(held, receive(t, ch, 2*time.Second))
+	}
+	expectNothing(t, ch, 300*time.Millisecond)
+	held[0].Ack() // 800 bytes held: one more
+	held = append(held[1:], receive(t, ch, 2*time.Second))
+	expectNothing(t, ch, 300*time.Millisecond)
+	held[0].Nack() // its bytes are freed too (it comes back after its backoff)
+	held = append(held[1:], receive(t, ch, 2*time.Second))
+	expectNothing(t, ch, 300*time.Millisecond)
+	for _, m := range held {
+		m.Ack()
+	}
+	// The three unseen and the nacked one arrive as the acks free their bytes.
+	for range 4 {
+		receive(t, ch, 3*time.Second).Ack()
+	}
+	waitRows(t, db, 0)
+}
+
 func TestNewValidatesConfig(t *testing.T) {
 	db := openDB(t)
 	for name, cfg := range map[string]Config{
@@ -672,6 +705,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		"negative poll":  {DB: db, PollInterval: -time.Second},
 		"tiny lease":     {DB: db, LeaseDuration: time.Millisecond},
 		"negative batch": {DB: db, Topics: map[string]TopicConfig{"t": {BatchSize: -1}}},
+		"negative bytes": {DB: db, Topics: map[string]TopicConfig{"t": {MaxInFlightBytes: -1}}},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)

@@ -58,7 +58,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	topics := make(map[string]sqlitequeue.TopicConfig, len(cfg.Topics))
 	for name, t := range cfg.Topics {
-		topics[name] = sqlitequeue.TopicConfig{BatchSize: t.BatchSize, MaxInFlight: t.MaxInFlight}
+		topics[name] = sqlitequeue.TopicConfig{BatchSize: t.BatchSize, MaxInFlight: t.MaxInFlight, MaxInFlightBytes: t.MaxInFlightBytes}
 	}
 	queue, err := sqlitequeue.New(sqlitequeue.Config{
 		DB: db, Logger: cfg.Logger, Topics: topics, ReleaseLeasesOnStart: cfg.ReleaseLeasesOnStart,

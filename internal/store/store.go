@@ -140,6 +140,11 @@ type TopicConfig struct {
 	BatchSize int
 	// MaxInFlight is the most messages one process holds delivered and not yet settled.
 	MaxInFlight int
+	// MaxInFlightBytes, when positive, also bounds the payload bytes they hold (give or take
+	// one batch), so that a topic whose messages are mostly small can keep many in flight
+	// without holding as many big ones. A backend whose consumers hold few messages at a time
+	// may ignore it.
+	MaxInFlightBytes int64
 	// Large says each of the topic's messages is much work (a fragment of up to 1,000 records,
 	// whose writes lock its request): a backend whose consumers hold each claimed batch in a
 	// transaction claims them one at a time.
