@@ -198,23 +198,15 @@ func TestUrgentWriteOvertakesBackgroundWork(t *testing.T) {
 			}
 		}()
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
-	}
 	started, release := make(chan struct{}), make(chan struct{})
 	write(context.Background(), "running", func() { close(started); <-release })
 	<-started
 	for i := range 3 {
 		write(context.Background(), fmt.Sprint("queued", i), func() {})
 	}
-	waitFor("three queued background jobs", func() bool { return len(db.jobs) == 3 })
+	waitFor(t, func() bool { return len(db.jobs) == 3 })
 	write(Urgent(context.Background()), "urgent", func() {})
-	waitFor("the urgent job", func() bool { return len(db.urgent) == 1 })
+	waitFor(t, func() bool { return len(db.urgent) == 1 })
 	close(release)
 	wg.Wait()
 	if len(order) != 5 || order[0] != "running" || order[1] != "urgent" {

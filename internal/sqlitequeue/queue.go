@@ -555,13 +555,13 @@ func (s *subscription) claim(limit int) (ds []*delivery, claimed int, err error)
 		s.q.drop(missing...)
 		s.settled(missing...)
 	}
-	var bytes int64
+	var payloadBytes int64
 	for _, d := range found {
 		d.size = int64(len(d.msg.Payload))
-		bytes += d.size
+		payloadBytes += d.size
 	}
 	s.mu.Lock()
-	s.inFlightBytes += bytes
+	s.inFlightBytes += payloadBytes
 	s.mu.Unlock()
 	return found, len(ds), nil
 }

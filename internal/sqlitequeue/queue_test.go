@@ -674,7 +674,7 @@ func TestReleaseLeasesOnStart(t *testing.T) {
 }
 
 // TestMaxInFlightBytes: a subscription stops claiming once the payloads it holds reach
-// MaxInFlightBytes, and claims again as settling frees them, releases included.
+// MaxInFlightBytes, and claims again as acks and nacks free them.
 func TestMaxInFlightBytes(t *testing.T) {
 	db := openDB(t)
 	q := newQueue(t, Config{DB: db, Topics: map[string]TopicConfig{"big": {BatchSize: 1, MaxInFlight: 100, MaxInFlightBytes: 1000}}})
