@@ -171,7 +171,7 @@ func New(cfg Config) (*Pipeline, error) {
 // Many messages in flight keep the writer's groups full when they are small: with 1-record
 // pushes, the handlers of 64 fragments and 32 deliveries gave it groups of 5–9 jobs once
 // intake stopped, each paying a commit; 512 and 256 give it 20–35 (gateway-bench small:
-// records processed ×1.66 together with sqlitedb's urgent writes first, BENCHMARKS.md). Big
+// records processed ×1.27–1.66 with sqlitedb's urgent writes first, BENCHMARKS.md). Big
 // messages are bounded by other means: a fragment's records are read in its handler, under
 // the records semaphore (the queue message carries only their coordinates), and deliveries
 // by their payload bytes: inFlightPayloadBytes holds about as many 1,000-record deliveries as
