@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -333,48 +332,25 @@ func (s *trackerDB) AddMessagesTx(tx *writeTx, requestID string, msgs []tracker.
 }
 
 // insertMessages records msgs of request seq in status (processed at processed, or nil) unless
-// they are recorded already, and returns how many it recorded. One message is one plain
-// insert; more travel as one JSON array [[idx, ref, type], ...] that SQLite unpacks with
-// json_each, which costs far less than a statement per row.
+// they are recorded already, and returns how many it recorded. Each message is one insert
+// through the connection's statement cache: 1,000 messages with random references went into a
+// table of 200,000 in 5.8 ms that way, against 7.5 ms as one statement over json_each.
 func insertMessages(tx *writeTx, seq int64, msgs []tracker.NewMessage, status int, processed any) (int64, error) {
-	var res sql.Result
-	var err error
-	switch len(msgs) {
-	case 0:
-		return 0, nil
-	case 1:
-		m := msgs[0]
-		res, err = tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
+	var recorded int64
+	for _, m := range msgs {
+		res, err := tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING`,
-			seq, m.Index, nullString(m.ExternalReference), nullString(m.Type), status, processed)
-	default:
-		buf := make([]byte, 0, 16+len(msgs)*32)
-		buf = append(buf, '[')
-		for i, m := range msgs {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, '[')
-			buf = strconv.AppendInt(buf, int64(m.Index), 10)
-			buf = append(buf, ',')
-			buf = appendJSONStringOrNull(buf, m.ExternalReference)
-			buf = append(buf, ',')
-			buf = appendJSONStringOrNull(buf, m.Type)
-			buf = append(buf, ']')
+			seq, m.Index, nullString(validUTF8(m.ExternalReference)), nullString(validUTF8(m.Type)), status, processed)
+		if err != nil {
+			return 0, fmt.Errorf("insert message %d: %w", m.Index, err)
 		}
-		buf = append(buf, ']')
-		res, err = tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
-			SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, ?2, ?3 FROM json_each(?4) AS j WHERE true
-			ON CONFLICT DO NOTHING`, seq, status, processed, string(buf))
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("insert message %d: %w", m.Index, err)
+		}
+		recorded += n
 	}
-	if err != nil {
-		return 0, fmt.Errorf("insert messages: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("insert messages: %w", err)
-	}
-	return n, nil
+	return recorded, nil
 }
 
 // Claim moves the messages of request requestID at indexes from Queued to Processing, and
@@ -992,37 +968,24 @@ func nullString(s string) any {
 	return s
 }
 
-// appendJSONStringOrNull appends s as a JSON string, or null if it is empty. Invalid UTF-8 is
-// replaced by U+FFFD, as encoding/json does.
-func appendJSONStringOrNull(buf []byte, s string) []byte {
-	if s == "" {
-		return append(buf, "null"...)
+// validUTF8 returns s with every byte that is not part of valid UTF-8 replaced by U+FFFD, as
+// encoding/json writes it: a reference is stored as tracking shows it and as a search for it
+// arrives (decoded from JSON).
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
 	}
-	const hex = "0123456789abcdef"
-	buf = append(buf, '"')
+	var b strings.Builder
 	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				buf = append(buf, '\\', c)
-			case c < 0x20:
-				buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				buf = append(buf, c)
-			}
-			i++
-			continue
-		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
-			buf = append(buf, "\ufffd"...)
+			b.WriteString("\ufffd")
 		} else {
-			buf = append(buf, s[i:i+size]...)
+			b.WriteString(s[i : i+size])
 		}
 		i += size
 	}
-	return append(buf, '"')
+	return b.String()
 }
 
 // RecordPartsTx records part outcomes inside the caller's db.Write transaction; see

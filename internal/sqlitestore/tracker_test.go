@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -114,10 +115,17 @@ func TestToRanges(t *testing.T) {
 	}
 }
 
-func TestAppendJSONString(t *testing.T) {
-	got := string(appendJSONStringOrNull(nil, "a\"b\\c\n\x01é\xff"))
-	if want := `"a\"b\\c\u000a\u0001é` + "\ufffd" + `"`; got != want {
-		t.Fatalf("%s", got)
+func TestValidUTF8(t *testing.T) {
+	// Each invalid byte is replaced; valid text is kept as it is.
+	in := "a\"b\n\x01é\xff\xfe!"
+	if got, want := validUTF8(in), "a\"b\n\x01é\ufffd\ufffd!"; got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	// As encoding/json does: what a search decodes from JSON is what was stored.
+	enc, _ := json.Marshal(in)
+	var back string
+	if err := json.Unmarshal(enc, &back); err != nil || back != validUTF8(in) {
+		t.Fatalf("encoding/json: %q (%v)", back, err)
 	}
 }
 
