@@ -96,6 +96,7 @@ func TestWriterSettings(t *testing.T) {
 // transaction, and the one after it runs once.
 func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
 	db := openWithTable(t)
+	db.backgroundBudget = 50 * time.Millisecond // jobs 1-3 fit in one group even under -race
 	ctx := context.Background()
 	boom := errors.New("boom")
 	var mu sync.Mutex
@@ -113,7 +114,7 @@ func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
 						return errors.New("the other jobs were never queued")
 					}
 				}
-				time.Sleep(groupBudget) // ...and its group ends with it, so theirs is one of three
+				time.Sleep(db.backgroundBudget) // ...and its group ends with it, so theirs is one of three
 			}
 			if _, err := tx.Exec(`INSERT INTO t (n) VALUES (?)`, n); err != nil {
 				return err
@@ -162,6 +163,44 @@ func TestFailedJobIsUndoneAndTheRestRunAgain(t *testing.T) {
 	defer mu.Unlock()
 	if want := map[int]int{0: 1, 1: 2, 2: 1, 3: 1}; fmt.Sprint(runs) != fmt.Sprint(want) {
 		t.Errorf("runs per job = %v; want %v (job 1, before the failure, again)", runs, want)
+	}
+}
+
+// TestBackgroundGroupCommitsAfterItsBudget: a background job that runs longer than the
+// background budget ends its group, so the job queued behind it finds its write committed.
+func TestBackgroundGroupCommitsAfterItsBudget(t *testing.T) {
+	db := openWithTable(t)
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	slow := make(chan error, 1)
+	go func() {
+		slow <- db.Write(ctx, func(tx *sql.Tx) error {
+			close(started)
+			<-release
+			time.Sleep(2 * backgroundBudget)
+			_, err := tx.Exec(`INSERT INTO t (n) VALUES (1)`)
+			return err
+		})
+	}()
+	<-started
+	var seen int
+	next := make(chan error, 1)
+	go func() {
+		next <- db.Write(ctx, func(tx *sql.Tx) error {
+			// The reader sees only what is committed.
+			return db.Reader().QueryRow(`SELECT count(*) FROM t WHERE n = 1`).Scan(&seen)
+		})
+	}()
+	waitFor(t, func() bool { return len(db.jobs) == 1 })
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-next; err != nil {
+		t.Fatal(err)
+	}
+	if seen != 1 {
+		t.Fatal("the job queued behind a slow one ran in its transaction: the group outlived its budget")
 	}
 }
 
