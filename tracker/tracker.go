@@ -49,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -192,6 +193,26 @@ func MessageNamespace(requestID string) uuid.UUID {
 // of its messages.
 func MessageIDIn(ns uuid.UUID, index int) string {
 	return uuid.NewSHA1(ns, strconv.AppendInt(nil, int64(index), 10)).String()
+}
+
+// ValidUTF8 returns s with every byte that is not part of valid UTF-8 replaced by U+FFFD, as
+// encoding/json decodes such a byte. Record ids and types are not checked for UTF-8 at intake;
+// the backends store them through ValidUTF8, so a search decoded from JSON finds them.
+func ValidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString("\ufffd")
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // StoredMessage is a message as the backends store it: the columns of its row.

@@ -435,11 +435,12 @@ func int32s(indexes []int) ([]int32, error) {
 }
 
 // text makes s storable in a text column: PostgreSQL refuses NUL bytes and invalid UTF-8, so
-// both become U+FFFD (the SQLite backend does the same to invalid UTF-8). Values searched for
-// go through it too, so a stored reference is found by the reference the partner sent.
+// both become U+FFFD, each invalid byte on its own (tracker.ValidUTF8, as the SQLite backend
+// stores them). Values searched for go through it too, so a stored reference is found by the
+// reference the partner sent.
 func text(s string) string {
 	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
 		return s
 	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	return strings.ReplaceAll(tracker.ValidUTF8(s), "\x00", "\uFFFD")
 }

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -340,7 +339,7 @@ func insertMessages(tx *writeTx, seq int64, msgs []tracker.NewMessage, status in
 	for _, m := range msgs {
 		res, err := tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING`,
-			seq, m.Index, nullString(validUTF8(m.ExternalReference)), nullString(validUTF8(m.Type)), status, processed)
+			seq, m.Index, nullString(tracker.ValidUTF8(m.ExternalReference)), nullString(tracker.ValidUTF8(m.Type)), status, processed)
 		if err != nil {
 			return 0, fmt.Errorf("insert message %d: %w", m.Index, err)
 		}
@@ -966,26 +965,6 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
-}
-
-// validUTF8 returns s with every byte that is not part of valid UTF-8 replaced by U+FFFD, as
-// encoding/json writes it: a reference is stored as tracking shows it and as a search for it
-// arrives (decoded from JSON).
-func validUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b.WriteString("\ufffd")
-		} else {
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
 }
 
 // RecordPartsTx records part outcomes inside the caller's db.Write transaction; see

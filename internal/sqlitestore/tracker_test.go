@@ -3,7 +3,6 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -112,20 +111,6 @@ func TestToRanges(t *testing.T) {
 	want := [][2]int{{1, 3}, {5, 5}, {8, 9}, {20, 20}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("%v", got)
-	}
-}
-
-func TestValidUTF8(t *testing.T) {
-	// Each invalid byte is replaced; valid text is kept as it is.
-	in := "a\"b\n\x01é\xff\xfe!"
-	if got, want := validUTF8(in), "a\"b\n\x01é\ufffd\ufffd!"; got != want {
-		t.Fatalf("%q, want %q", got, want)
-	}
-	// As encoding/json does: what a search decodes from JSON is what was stored.
-	enc, _ := json.Marshal(in)
-	var back string
-	if err := json.Unmarshal(enc, &back); err != nil || back != validUTF8(in) {
-		t.Fatalf("encoding/json: %q (%v)", back, err)
 	}
 }
 

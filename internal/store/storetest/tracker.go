@@ -114,16 +114,16 @@ func testAcceptWithMessages(t *testing.T, b Backend) {
 	}
 }
 
-// testInvalidUTF8References checks that a reference with a byte that is not UTF-8 (record ids
+// testInvalidUTF8References checks that a reference with bytes that are not UTF-8 (record ids
 // are not checked for it) is found by the reference as a search decoded from JSON names it:
-// the byte replaced by U+FFFD. One message and several are recorded by different statements.
+// each such byte replaced by U+FFFD (tracker.ValidUTF8).
 func testInvalidUTF8References(t *testing.T, b Backend) {
 	h := open(t, b)
 	r := tracker.Request{ID: reqA, ClientID: "demo", ClientName: "Demo", Format: "activity", ReceivedAt: time.Now(), Total: 3}
 	h.accept(r)
 	h.add(reqA, []tracker.NewMessage{{Index: 0, ExternalReference: "one-\xff", Type: "call"}})
-	h.add(reqA, []tracker.NewMessage{{Index: 1, ExternalReference: "many-\xff", Type: "call\xfe"}, {Index: 2, ExternalReference: "many-ok", Type: "call"}})
-	for ref, index := range map[string]int{"one-\ufffd": 0, "many-\ufffd": 1} {
+	h.add(reqA, []tracker.NewMessage{{Index: 1, ExternalReference: "many-\xff\xfe", Type: "call\xfe"}, {Index: 2, ExternalReference: "many-ok", Type: "call"}})
+	for ref, index := range map[string]int{"one-\ufffd": 0, "many-\ufffd\ufffd": 1} {
 		page := h.find("demo", tracker.Filter{ExternalReferences: []string{ref}})
 		if len(page.Requests) != 1 || len(page.Requests[0].Messages) != 1 || page.Requests[0].Messages[0].Index != index {
 			t.Fatalf("by reference %q: %+v", ref, page)
