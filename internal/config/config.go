@@ -367,7 +367,9 @@ func (c *Config) validate() []problem {
 	} else if n := c.Limits.MaxInflightBytes; n != 0 && n < 10<<20 {
 		addAt([]string{"limits", "max_inflight_bytes"}, "limits.max_inflight_bytes %d is below one 10 MiB push (%d)", n, 10<<20)
 	}
-	if n := c.Limits.MemoryLimitBytes; n < -1 || (n > 0 && n < MinMemoryLimitBytes) {
+	if n := c.Limits.MemoryLimitBytes; n < -1 {
+		addAt([]string{"limits", "memory_limit_bytes"}, "limits.memory_limit_bytes %d must be -1 (Go's defaults), 0 (the default) or at least %d (32 MiB)", n, MinMemoryLimitBytes)
+	} else if n > 0 && n < MinMemoryLimitBytes {
 		addAt([]string{"limits", "memory_limit_bytes"}, "limits.memory_limit_bytes %d is below the minimum %d (32 MiB); -1 keeps Go's defaults", n, MinMemoryLimitBytes)
 	}
 	if r := c.Limits.AuthFailuresPerSecond; r < 0 && r != -1 {
@@ -376,12 +378,17 @@ func (c *Config) validate() []problem {
 	if c.Limits.AuthFailureBurst < 0 {
 		addAt([]string{"limits", "auth_failure_burst"}, "limits.auth_failure_burst %d must not be negative", c.Limits.AuthFailureBurst)
 	}
-	if c.Webhooks.Timeout < 0 || c.Webhooks.KeyOverlap < 0 {
-		add(1, "webhooks.timeout and webhooks.key_overlap must not be negative")
+	for _, w := range []struct {
+		name string
+		d    time.Duration
+	}{{"timeout", c.Webhooks.Timeout}, {"key_overlap", c.Webhooks.KeyOverlap}} {
+		if w.d < 0 {
+			addAt([]string{"webhooks", w.name}, "webhooks.%s %s must not be negative", w.name, w.d)
+		}
 	}
 	for i, d := range c.Webhooks.Schedule {
 		if d <= 0 {
-			add(1, "webhooks.schedule[%d] is %s; every wait must be positive", i, d)
+			addAt([]string{"webhooks", "schedule"}, "webhooks.schedule[%d] is %s; every wait must be positive", i, d)
 		}
 	}
 	for _, name := range c.SinkNames() {
