@@ -266,6 +266,10 @@ type Registry interface {
 	Get(ctx context.Context, id string) (Integration, error)
 	// List returns the integrations of the given hubs, by hub and name.
 	List(ctx context.Context, hubIDs ...string) ([]Integration, error)
+	// Exists reports whether any integration belongs to one of hubIDs: once Create has
+	// returned, true; once Delete of the last one has returned, false (a backend that sees
+	// every write may answer from memory).
+	Exists(ctx context.Context, hubIDs ...string) (bool, error)
 	// Delete removes the integration id with all its deliveries, or returns ErrNotFound.
 	Delete(ctx context.Context, id string) error
 }

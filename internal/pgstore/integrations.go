@@ -225,6 +225,19 @@ func (s *Integrations) Get(ctx context.Context, id string) (integrations.Integra
 	return in, nil
 }
 
+// Exists reports whether any integration belongs to one of hubIDs. Every node asks the
+// database: another node may have created or deleted one.
+func (s *Integrations) Exists(ctx context.Context, hubIDs ...string) (bool, error) {
+	if len(hubIDs) == 0 {
+		return false, nil
+	}
+	var found bool
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM integ_integrations WHERE hub_id = ANY($1))`, hubIDs).Scan(&found); err != nil {
+		return false, fmt.Errorf("look up integrations: %w", err)
+	}
+	return found, nil
+}
+
 // List returns the integrations of hubIDs by hub and name.
 func (s *Integrations) List(ctx context.Context, hubIDs ...string) ([]integrations.Integration, error) {
 	if len(hubIDs) == 0 {

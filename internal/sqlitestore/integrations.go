@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -101,6 +104,18 @@ func stateOf(code int) integrations.DeliveryState {
 type Integrations struct {
 	db  *sqlitedb.DB
 	now func() time.Time
+
+	// Exists answers from memory: this process writes every integration of its database (the
+	// data folder's lock keeps other gateways off it). writes counts the Creates and Deletes
+	// that returned; an answer is reused only while the count is the one read before its query.
+	writes atomic.Int64
+	mu     sync.Mutex
+	exists map[string]existsAnswer // by the hub ids, joined with NUL
+}
+
+type existsAnswer struct {
+	writes int64
+	found  bool
 }
 
 var _ integrations.Store = (*Integrations)(nil)
@@ -119,7 +134,7 @@ func openIntegrations(db *sqlitedb.DB, now func() time.Time, releaseLeases bool)
 	if _, err := db.Exec(ctx, integSchema); err != nil {
 		return nil, fmt.Errorf("create integration tables in %s: %w", db.Path(), err)
 	}
-	s := &Integrations{db: db, now: now}
+	s := &Integrations{db: db, now: now, exists: map[string]existsAnswer{}}
 	if releaseLeases {
 		err := db.Write(ctx, func(tx *sql.Tx) error {
 			if _, err := tx.Exec(`UPDATE integ_integrations SET lane_owner = '', lane_until = 0 WHERE lane_until > 0`); err != nil {
@@ -193,6 +208,7 @@ func (s *Integrations) Create(ctx context.Context, in integrations.Integration) 
 	case err != nil:
 		return fmt.Errorf("create integration: %w", err)
 	}
+	s.writes.Add(1)
 	return nil
 }
 
@@ -228,6 +244,38 @@ func (s *Integrations) Get(ctx context.Context, id string) (integrations.Integra
 	}
 	return in, nil
 }
+
+// Exists reports whether any integration belongs to one of hubIDs, from memory while no
+// Create or Delete has returned since it last asked the database.
+func (s *Integrations) Exists(ctx context.Context, hubIDs ...string) (bool, error) {
+	if len(hubIDs) == 0 {
+		return false, nil
+	}
+	key := strings.Join(hubIDs, "\x00")
+	writes := s.writes.Load()
+	s.mu.Lock()
+	a, ok := s.exists[key]
+	s.mu.Unlock()
+	if ok && a.writes == writes {
+		return a.found, nil
+	}
+	var found bool
+	err := s.db.Reader().QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM integ_integrations WHERE hub_id IN (`+marks(len(hubIDs))+`))`,
+		anys(hubIDs)...).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("look up integrations: %w", err)
+	}
+	s.mu.Lock()
+	if len(s.exists) >= maxExistsAnswers {
+		clear(s.exists)
+	}
+	s.exists[key] = existsAnswer{writes: writes, found: found}
+	s.mu.Unlock()
+	return found, nil
+}
+
+// maxExistsAnswers bounds Exists' memory: callers ask for the hubs of a configured client.
+const maxExistsAnswers = 1024
 
 // List returns the integrations of hubIDs by hub and name.
 func (s *Integrations) List(ctx context.Context, hubIDs ...string) ([]integrations.Integration, error) {
@@ -283,6 +331,7 @@ func (s *Integrations) Delete(ctx context.Context, id string) error {
 	if !found {
 		return integrations.ErrNotFound
 	}
+	s.writes.Add(1)
 	return nil
 }
 

@@ -249,8 +249,8 @@ func (d *Dispatcher) Wants(client string) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ints, err := d.integrationsOf(ctx, client)
-	return err != nil || len(ints) > 0
+	found, err := d.cfg.Integrations.Exists(ctx, d.cfg.Directory.Hubs(client)...)
+	return err != nil || found
 }
 
 // integrationsOf returns the integrations of the hubs client owns.

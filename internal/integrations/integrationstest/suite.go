@@ -166,7 +166,18 @@ func (h *harness) delivery(in integrations.Integration, id string) integrations.
 }
 
 func testRegistry(t *testing.T, h *harness) {
+	exists := func(want bool, hubs ...string) {
+		t.Helper()
+		if got, err := h.b.Store.Exists(h.ctx, hubs...); err != nil || got != want {
+			t.Fatalf("Exists(%q) = %v, %v; want %v", hubs, got, err, want)
+		}
+	}
+	exists(false, "hub-1")
+	exists(false)
 	a := h.integration("hub-1", "alpha", integrations.Active, "https://example.com/a")
+	exists(true, "hub-1")          // at once after Create, although it answered false before
+	exists(true, "hub-0", "hub-1") // any of the hubs
+	exists(false, "hub-2", "hub-0")
 	got, err := h.b.Store.Get(h.ctx, a.ID)
 	h.must(err)
 	if got.Name != "alpha" || got.HubID != "hub-1" || got.Channel != integrations.System || got.Status != integrations.Active ||
@@ -633,9 +644,15 @@ func testDeleteAndPurge(t *testing.T, h *harness) {
 	old := h.enqueue(b, "old", h.at(-48*time.Hour))
 	recent := h.enqueue(b, "new", h.base)
 
+	if found, err := h.b.Store.Exists(h.ctx, "hub"); err != nil || !found {
+		t.Fatalf("Exists before the deletes = %v, %v", found, err)
+	}
 	h.must(h.b.Store.Delete(h.ctx, a.ID))
 	if err := h.b.Store.Delete(h.ctx, a.ID); !errors.Is(err, integrations.ErrNotFound) {
 		t.Fatalf("second Delete: %v", err)
+	}
+	if found, err := h.b.Store.Exists(h.ctx, "hub"); err != nil || !found {
+		t.Fatalf("Exists with one integration left = %v, %v", found, err)
 	}
 	if p := h.log(a.ID, integrations.DeliveryFilter{}); p.Total != 0 {
 		t.Fatalf("a deleted integration's log = %+v", p)
@@ -653,5 +670,9 @@ func testDeleteAndPurge(t *testing.T, h *harness) {
 	p := h.log(b.ID, integrations.DeliveryFilter{})
 	if n != 1 || p.Total != 1 || p.Deliveries[0].ID != recent.ID {
 		t.Fatalf("Purge removed %d; left %+v (want only %s, not %s)", n, p, recent.ID, old.ID)
+	}
+	h.must(h.b.Store.Delete(h.ctx, b.ID))
+	if found, err := h.b.Store.Exists(h.ctx, "hub"); err != nil || found {
+		t.Fatalf("Exists after the last Delete = %v, %v", found, err)
 	}
 }
