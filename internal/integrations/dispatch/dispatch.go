@@ -240,9 +240,10 @@ func (d *Dispatcher) ack(ctx context.Context, msg *message.Message) error {
 }
 
 // Wants reports whether client has an integration, so that the events of its requests are
-// worth publishing (pipeline.Config.EventsFor). It reads committed state each time, so an
-// integration receives the events of what happens once it exists. If the lookup fails it
-// answers true: an event too many is acknowledged, one too few would be lost.
+// worth publishing (pipeline.Config.EventsFor). It asks Registry.Exists each time, which is
+// true once a Create has returned, so an integration receives the events of what happens once
+// it exists. If the lookup fails it answers true: an event too many is acknowledged, one too
+// few would be lost.
 func (d *Dispatcher) Wants(client string) bool {
 	if len(d.cfg.Directory.Hubs(client)) == 0 {
 		return false
