@@ -245,12 +245,13 @@ func (d *Dispatcher) ack(ctx context.Context, msg *message.Message) error {
 // it exists. If the lookup fails it answers true: an event too many is acknowledged, one too
 // few would be lost.
 func (d *Dispatcher) Wants(client string) bool {
-	if len(d.cfg.Directory.Hubs(client)) == 0 {
+	hubs := d.cfg.Directory.Hubs(client)
+	if len(hubs) == 0 {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	found, err := d.cfg.Integrations.Exists(ctx, d.cfg.Directory.Hubs(client)...)
+	found, err := d.cfg.Integrations.Exists(ctx, hubs...)
 	return err != nil || found
 }
 
