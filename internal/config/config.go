@@ -341,17 +341,20 @@ func (c *Config) validate() []problem {
 	if c.Pipeline.DeliveryAttempts < 0 {
 		addAt([]string{"pipeline", "delivery_attempts"}, "pipeline.delivery_attempts %d must be positive", c.Pipeline.DeliveryAttempts)
 	}
-	for _, t := range []struct {
+	// nonNegative reports each of section's durations that is negative, at its own key.
+	type namedDuration struct {
 		name string
 		d    time.Duration
-	}{
-		{"read_header_timeout", c.Server.ReadHeaderTimeout}, {"read_timeout", c.Server.ReadTimeout},
-		{"write_timeout", c.Server.WriteTimeout}, {"idle_timeout", c.Server.IdleTimeout},
-	} {
-		if t.d < 0 {
-			addAt([]string{"server", t.name}, "server.%s %s must not be negative", t.name, t.d)
+	}
+	nonNegative := func(section string, ds ...namedDuration) {
+		for _, t := range ds {
+			if t.d < 0 {
+				addAt([]string{section, t.name}, "%s.%s %s must not be negative", section, t.name, t.d)
+			}
 		}
 	}
+	nonNegative("server", namedDuration{"read_header_timeout", c.Server.ReadHeaderTimeout}, namedDuration{"read_timeout", c.Server.ReadTimeout},
+		namedDuration{"write_timeout", c.Server.WriteTimeout}, namedDuration{"idle_timeout", c.Server.IdleTimeout})
 	if c.Server.MaxHeaderBytes < 0 {
 		addAt([]string{"server", "max_header_bytes"}, "server.max_header_bytes %d must not be negative", c.Server.MaxHeaderBytes)
 	}
@@ -378,14 +381,7 @@ func (c *Config) validate() []problem {
 	if c.Limits.AuthFailureBurst < 0 {
 		addAt([]string{"limits", "auth_failure_burst"}, "limits.auth_failure_burst %d must not be negative", c.Limits.AuthFailureBurst)
 	}
-	for _, w := range []struct {
-		name string
-		d    time.Duration
-	}{{"timeout", c.Webhooks.Timeout}, {"key_overlap", c.Webhooks.KeyOverlap}} {
-		if w.d < 0 {
-			addAt([]string{"webhooks", w.name}, "webhooks.%s %s must not be negative", w.name, w.d)
-		}
-	}
+	nonNegative("webhooks", namedDuration{"timeout", c.Webhooks.Timeout}, namedDuration{"key_overlap", c.Webhooks.KeyOverlap})
 	for i, d := range c.Webhooks.Schedule {
 		if d <= 0 {
 			addAt([]string{"webhooks", "schedule"}, "webhooks.schedule[%d] is %s; every wait must be positive", i, d)

@@ -337,9 +337,7 @@ func (s *trackerDB) AddMessagesTx(tx *writeTx, requestID string, msgs []tracker.
 func insertMessages(tx *writeTx, seq int64, msgs []tracker.NewMessage, status int, processed any) (int64, error) {
 	var recorded int64
 	for _, m := range msgs {
-		res, err := tx.Exec(`INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING`,
-			seq, m.Index, nullString(tracker.ValidUTF8(m.ExternalReference)), nullString(tracker.ValidUTF8(m.Type)), status, processed)
+		res, err := tx.Exec(insertMessageSQL, seq, m.Index, nullString(tracker.ValidUTF8(m.ExternalReference)), nullString(tracker.ValidUTF8(m.Type)), status, processed)
 		if err != nil {
 			return 0, fmt.Errorf("insert message %d: %w", m.Index, err)
 		}
@@ -371,6 +369,8 @@ func (s *trackerDB) Claim(ctx context.Context, requestID string, indexes []int) 
 // Statements run through the connection's statement cache (plain Exec/Query with arguments)
 // rather than tx.Prepare, which would compile them again in every transaction.
 const (
+	insertMessageSQL = `INSERT INTO tracker_messages (request_seq, idx, external_reference, type, status, processed_at)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING`
 	claimSQL = `UPDATE tracker_messages SET status = 1
 		WHERE request_seq = ?1 AND idx BETWEEN ?2 AND ?3 AND status = 0`
 	claimedSQL = `SELECT idx FROM tracker_messages
